@@ -16,9 +16,11 @@ The two phases alternate --rounds times (other work on the machine comes and goe
 (each answer is two judgments), judgments/s, p50 and p99 latency and errors; then the rounds together, and a row
 check: judgments in the database = 2 × answers acknowledged, no (rater, comparison, question) twice, no comparison
 past its target, every slot counter equal to its assignments. The last line is the headline ratio, real / ceiling.
-The first --warmup seconds of each phase are not counted. Prints figures, never asserts on time.
+The first --warmup seconds of each phase are not counted. Each phase also prints the CPU time its answers cost,
+split between the web workers, PostgreSQL and this client (read from /proc), which says where the time goes. Prints
+figures, never asserts on time.
 
-    .venv/bin/python bench/rater_load.py [--raters 64] [--duration 15] [--warmup 3] [--workers 6]
+    .venv/bin/python bench/rater_load.py [--raters 64] [--duration 15] [--warmup 3] [--workers 2×CPUs+1]
         [--prompts 1000] [--ratings 25] [--rounds 2] [--database-url postgres://postgres@127.0.0.1:5432/postgres]
         [--keep-database]
 """
@@ -199,7 +201,7 @@ def gunicorn(database_url: str, *, workers: int):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("gunicorn did not start") from None
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -224,6 +226,38 @@ async def _warm_up(base: str, token: str, *, workers: int) -> None:
                 return
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> tuple[str, int, float] | None:
+    """(command name, parent pid, CPU seconds used, user + system) of a process, from /proc; None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+    return name, int(rest[1]), (int(rest[11]) + int(rest[12])) / TICKS
+
+
+def cpu_seconds(web_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the web workers (gunicorn's children), PostgreSQL's processes and this client."""
+    used = {"web": 0.0, "database": 0.0, "client": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = _proc_stat(int(entry.name))
+        if stat is None:
+            continue
+        name, parent, seconds = stat
+        if parent == web_pid:
+            used["web"] += seconds
+        elif name.startswith("postgres"):
+            used["database"] += seconds
+        elif int(entry.name) == os.getpid():
+            used["client"] += seconds
+    return used
+
+
 @dataclass
 class Phase:
     name: str
@@ -232,6 +266,7 @@ class Phase:
     acknowledged: int = 0
     errors: list[str] = field(default_factory=list)
     window: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 async def _rater(session, base: str, token: str, phase: Phase, start: float, stop: float, warm: float) -> None:
@@ -292,14 +327,16 @@ async def _ceiling_client(
             phase.answers += 1
 
 
-async def run_phase(name: str, coroutines, *, raters: int, duration: float, warmup: float) -> Phase:
+async def run_phase(name: str, coroutines, *, raters: int, duration: float, warmup: float, web_pid: int) -> Phase:
     phase = Phase(name)
+    cpu_before = cpu_seconds(web_pid)
     start = time.monotonic()
     stop, warm = start + warmup + duration, start + warmup
     connector = aiohttp.TCPConnector(limit=raters, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.gather(*(make(session, phase, start, stop, warm) for make in coroutines))
+    phase.cpu = {part: used - cpu_before[part] for part, used in cpu_seconds(web_pid).items()}
     phase.window = duration
     return phase
 
@@ -318,6 +355,9 @@ def report(phase: Phase) -> float:
         f"p99 {1000 * percentile(phase.latencies, 0.99):6.1f} ms · "
         f"{len(phase.errors)} errors · {phase.acknowledged} answers acknowledged in all"
     )
+    if phase.acknowledged:
+        split = " + ".join(f"{1000 * used / phase.acknowledged:.2f} {part}" for part, used in phase.cpu.items())
+        print(f"{'':>13}CPU per answer, ms: {split} (warmup included)")
     for error in phase.errors[:5]:
         print(f"           error: {error}")
     return rate
@@ -357,6 +397,8 @@ def merge(name: str, phases: list[Phase]) -> Phase:
         merged.acknowledged += phase.acknowledged
         merged.errors += phase.errors
         merged.window += phase.window
+        for part, used in phase.cpu.items():
+            merged.cpu[part] = merged.cpu.get(part, 0.0) + used
     return merged
 
 
@@ -368,7 +410,9 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=2, help="Submit then ceiling, this many times (the machine's load drifts)."
     )
-    parser.add_argument("--workers", type=int, default=6, help="gunicorn sync workers.")
+    parser.add_argument(
+        "--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn sync workers (2 × CPUs + 1)."
+    )
     parser.add_argument("--prompts", type=int, default=1000)
     parser.add_argument("--ratings", type=int, default=25, help="Raters wanted per comparison.")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
@@ -388,7 +432,7 @@ def main() -> None:
         served = database_url_for(args.database_url, SCRATCH_DATABASE, keep_connections=True)
         ceiling_keys = [iter(keys) for keys in fixture.ceiling_keys]
         submits, ceilings = [], []
-        with gunicorn(served, workers=args.workers) as base:
+        with gunicorn(served, workers=args.workers) as (base, web_pid):
             asyncio.run(_warm_up(base, fixture.token, workers=args.workers))
             for round_ in range(1, args.rounds + 1):
                 submit = asyncio.run(
@@ -403,6 +447,7 @@ def main() -> None:
                         raters=args.raters,
                         duration=args.duration,
                         warmup=args.warmup,
+                        web_pid=web_pid,
                     )
                 )
                 ceiling = asyncio.run(
@@ -417,6 +462,7 @@ def main() -> None:
                         raters=args.raters,
                         duration=args.duration,
                         warmup=args.warmup,
+                        web_pid=web_pid,
                     )
                 )
                 submits.append(submit)

@@ -5,6 +5,7 @@ import io
 
 import factory
 from django.core.files.base import ContentFile
+from django.db.models import F
 from PIL import Image
 
 from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet, Sample
@@ -90,6 +91,13 @@ class ComparisonFactory(factory.django.DjangoModelFactory):
     prompt = factory.SubFactory(PromptFactory, prompt_set=factory.SelfAttribute("..study.prompt_set"))
     model_a = factory.SubFactory(EvaluatedModelFactory)
     model_b = factory.SubFactory(EvaluatedModelFactory)
+
+    @factory.post_generation
+    def counted(obj, create, extracted, **kwargs):
+        """Count it on its study, as services.study_create does for the comparisons it makes."""
+        if create:
+            Study.objects.filter(pk=obj.study_id).update(n_comparisons=F("n_comparisons") + 1)
+            obj.study.n_comparisons += 1
 
 
 class RaterFactory(factory.django.DjangoModelFactory):

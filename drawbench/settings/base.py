@@ -74,6 +74,16 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Let concurrent writers (web + embedded worker) wait for the lock instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Parameters travel apart from the SQL (psycopg 3 server-side binding), so psycopg prepares a statement a
+    # connection has run prepare_threshold times: PostgreSQL then skips parsing and planning it. The rater answer
+    # path runs the same few statements on every request (bench/rater_load.py measures the difference). Turn it off
+    # (DRAWBENCH_DB_SERVER_SIDE_BINDING=false) behind a pooler in transaction mode (PgBouncer without
+    # max_prepared_statements), which cannot keep a connection's prepared statements.
+    if env.bool("DRAWBENCH_DB_SERVER_SIDE_BINDING", default=True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=env.int("DRAWBENCH_DB_PREPARE_THRESHOLD", default=5)
+        )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -141,6 +151,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", defa
 CACHES = {"default": env.cache("DRAWBENCH_CACHE_URL", default="locmemcache://")}
 
 # --- drawbench ---------------------------------------------------------------------------------------------
+# How many items a rater is served at once (each comparison's slot taken then, under the usual lease, renewed when
+# the item is shown): claiming comparisons costs more than answering one, so the answer path claims a batch when the
+# rater's run out. 1 serves them one at a time; more holds slots a little longer for raters who leave.
+DRAWBENCH_RATER_BATCH = env.int("DRAWBENCH_RATER_BATCH", default=8)
 # Benchmark prompt files are read by path, never copied into the project.
 DRAWBENCH_CSV = env("DRAWBENCH_CSV", default=str(SHARED_DIR / "drawbench" / "drawbench.csv"))
 DRAWBENCH_CATEGORIES_CSV = env("DRAWBENCH_CATEGORIES_CSV", default=str(SHARED_DIR / "drawbench" / "categories.csv"))

@@ -93,6 +93,9 @@ class Study(models.Model):
         max_length=500, blank=True, help_text="Where a rater who finished is sent (e.g. the crowd platform's)."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # Set when the study is created (its comparisons never change afterwards): every rater request needs it for the
+    # progress bar, and counting the rows each time cost more than the rest of the statement.
+    n_comparisons = models.PositiveIntegerField(default=0, editable=False)
     rater_token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -271,6 +274,13 @@ class Assignment(models.Model):
                 name="assignment_live_by_expiry",
             ),
             models.Index(fields=["rater", "completed_at"], name="assignment_rater_completed"),
+            # A rater's items served and not answered yet, in the order they are shown: a few rows per rater, read
+            # on every answer.
+            models.Index(
+                fields=["rater", "served_at", "id"],
+                condition=Q(completed_at__isnull=True, released_at__isnull=True),
+                name="assignment_pending_by_rater",
+            ),
         ]
 
     @property

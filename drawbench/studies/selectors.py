@@ -1,6 +1,7 @@
 """Reads with rules: what a study still lacks, how far it is, what a rater is shown next and how it is displayed,
 how a rater answered (for quality flags) and what they get when they finish."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.files.storage import FileSystemStorage, storages
@@ -141,12 +142,16 @@ def assignment_get_for_rater(*, rater: Rater, key: str) -> Assignment | None:
     )
 
 
-def gold_trial_unseen_for_rater(*, rater: Rater, practice: bool = False) -> GoldTrial | None:
-    """A gold trial of the rater's study they have not been shown, at random; for practice, the plainest kinds first
-    (a degraded copy, then a set for another prompt)."""
+def gold_trial_unseen_for_rater(
+    *, rater: Rater, practice: bool = False, exclude: Sequence[int] = ()
+) -> GoldTrial | None:
+    """A gold trial of the rater's study they have not been shown (nor in `exclude`), at random; for practice, the
+    plainest kinds first (a degraded copy, then a set for another prompt)."""
     trials = GoldTrial.objects.filter(study_id=rater.study_id).filter(
         ~Exists(Assignment.objects.filter(rater=rater, gold_trial=OuterRef("pk")))
     )
+    if exclude:
+        trials = trials.exclude(pk__in=exclude)
     order = ["?"]
     if practice:
         kinds = (GoldTrial.Kind.DEGRADED, GoldTrial.Kind.MISMATCH)
@@ -176,7 +181,7 @@ def rater_progress(*, rater: Rater) -> RaterProgress:
         .exclude(kind=Assignment.Kind.PRACTICE)
         .count()
     )
-    comparisons = Comparison.objects.filter(study=study).count()
+    comparisons = study.n_comparisons
     gold_trials = GoldTrial.objects.filter(study=study).count() if study.gold_rate > 0 else 0
     return rater_progress_from_counts(study=study, done=done, comparisons=comparisons, gold_trials=gold_trials)
 

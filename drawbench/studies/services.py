@@ -23,10 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from PIL import Image
@@ -265,11 +266,13 @@ def study_create(
 
     # Built here rather than validated one by one: every pair differs and shares its prompt by construction, and a
     # full_clean per comparison would cost several queries for each of up to tens of thousands of rows.
-    Comparison.objects.bulk_create(
+    comparisons = Comparison.objects.bulk_create(
         Comparison(study=study, prompt_id=prompt_id, model_a=model_a, model_b=model_b)
         for prompt_id in prompt_ids
         for model_a, model_b in itertools.combinations(models, 2)
     )
+    study.n_comparisons = len(comparisons)
+    study.save(update_fields=["n_comparisons"])
     return study
 
 
@@ -590,7 +593,8 @@ def _assignment_build(
     now: datetime,
     samples: list[tuple[int, int, str]] | None = None,
 ) -> Assignment:
-    """Draw which model is on the left and which samples are shown, in which order; save the assignment.
+    """Draw which model is on the left and which samples are shown, in which order: the assignment, not saved yet
+    (sql.assignments_insert saves it).
 
     With more samples than the study shows per side, the shown ones are drawn at random among them. `samples`: the
     comparison's (sample id, model id, storage name) when the caller has read them already. The storage names ride
@@ -626,13 +630,15 @@ def _assignment_build(
         expires_at=now + timedelta(seconds=study.assignment_timeout_s),
     )
     assignment.full_clean(exclude=ASSIGNMENT_TRUSTED_FIELDS, validate_unique=False, validate_constraints=False)
-    sql.assignment_insert(assignment=assignment)
     assignment.image_names = {sample_id: name for pairs in found.values() for sample_id, name in pairs}
     return assignment
 
 
-def _assignment_build_control(*, rater: Rater, trial: GoldTrial, kind: str, rng: random.Random) -> Assignment:
-    """Serve a gold trial (silently, or labelled as practice): the reference set on a random side, both shuffled."""
+def _assignment_build_control(
+    *, rater: Rater, trial: GoldTrial, kind: str, rng: random.Random, now: datetime
+) -> Assignment:
+    """A gold trial to serve (silently, or labelled as practice), not saved yet: the reference set on a random side,
+    both shuffled."""
     reference, foil = list(trial.reference_images), list(trial.foil_images)
     rng.shuffle(reference)
     rng.shuffle(foil)
@@ -645,9 +651,9 @@ def _assignment_build_control(*, rater: Rater, trial: GoldTrial, kind: str, rng:
         reference_on_left=reference_on_left,
         left_images=left,
         right_images=right,
+        served_at=now,
     )
     assignment.full_clean(exclude=ASSIGNMENT_TRUSTED_FIELDS, validate_unique=False, validate_constraints=False)
-    assignment.save()
     return assignment
 
 
@@ -665,7 +671,9 @@ def assignment_create(*, rater: Rater, comparison: Comparison, rng: random.Rando
         raise ValidationError(ERROR_COMPARISON_OTHER_STUDY)
     if not _comparison_slot_take(comparison_id=comparison.pk, study=study):
         raise ValidationError(ERROR_COMPARISON_FULL.format(comparison=comparison.pk, n=study.ratings_per_comparison))
-    return _assignment_build(rater=rater, study=study, comparison=comparison, rng=rng, now=timezone.now())
+    assignment = _assignment_build(rater=rater, study=study, comparison=comparison, rng=rng, now=timezone.now())
+    sql.assignments_insert(assignments=[assignment])
+    return assignment
 
 
 @dataclass
@@ -704,17 +712,22 @@ def assignment_next_for_rater(*, rater: Rater, rng: random.Random | None = None)
     """What the rater sees now: their unanswered item if any (a reload shows the same), else a new one; None when
     there is nothing left for them.
 
-    In order: the pending item (its lease renewed: the rater is back); a practice item while they have had fewer
-    than practice_items; nothing once they hold max_comparisons_per_rater comparisons; a silent gold trial with
-    probability gold_rate; else a slot of the comparison with the fewest raters they have not seen.
+    In order: the oldest pending item (its lease renewed: it is shown now); a practice item while they have had
+    fewer than practice_items; nothing once they hold max_comparisons_per_rater comparisons; else a batch of
+    settings.DRAWBENCH_RATER_BATCH items (fewer at the cap), each a silent gold trial with probability gold_rate or a
+    slot of one of the comparisons with the fewest raters they have not seen; its first item is returned.
     """
-    rng = rng or random.SystemRandom()
+    return _assignment_next_counted(rater=rater, rng=rng or random.SystemRandom())[0]
+
+
+def _assignment_next_counted(*, rater: Rater, rng: random.Random) -> tuple[Assignment | None, RaterCounts | None]:
+    """assignment_next_for_rater, and the rater's counts as read with their lock (None after a miss)."""
     with transaction.atomic():
         locked, counts = _rater_lock(rater=rater)
         served = _assignment_next_locked(rater=locked, counts=counts, rng=rng, wait=False)
     if served is not _NO_FREE_SLOT:
-        return served
-    return _assignment_next_after_miss(rater=rater, rng=rng)
+        return served, counts
+    return _assignment_next_after_miss(rater=rater, rng=rng), None
 
 
 _NO_FREE_SLOT = object()
@@ -742,42 +755,69 @@ def _assignment_next_after_miss(*, rater: Rater, rng: random.Random) -> Assignme
     return None if served is _NO_FREE_SLOT else served
 
 
-def _assignment_next_locked(
-    *, rater: Rater, counts: RaterCounts, rng: random.Random, wait: bool, pending_known_none: bool = False
-):
-    """assignment_next_for_rater's rules, under the rater's lock; _NO_FREE_SLOT when a slot may still come free.
-
-    `pending_known_none`: the caller knows the rater has no pending item (it just recorded the answer to the one
-    they had: a rater is served a new item only when they have none pending), which saves the query.
-    """
+def _assignment_next_locked(*, rater: Rater, counts: RaterCounts, rng: random.Random, wait: bool):
+    """assignment_next_for_rater's rules, under the rater's lock; _NO_FREE_SLOT when a slot may still come free."""
     study = rater.study
     now = timezone.now()
-    if not pending_known_none:
-        pending = assignment_pending_for_rater(rater=rater)
-        if pending is not None:
-            if pending.kind == Assignment.Kind.COMPARISON:
-                pending.expires_at = now + timedelta(seconds=study.assignment_timeout_s)
-                pending.save(update_fields=["expires_at"])
-            return pending
+    pending = assignment_pending_for_rater(rater=rater) if sql.has_pending(rater_id=rater.pk) else None
+    if pending is not None:
+        if pending.kind == Assignment.Kind.COMPARISON:
+            pending.expires_at = now + timedelta(seconds=study.assignment_timeout_s)
+            pending.save(update_fields=["expires_at"])
+        return pending
 
     if study.practice_items and counts.practice < study.practice_items:
         trial = gold_trial_unseen_for_rater(rater=rater, practice=True)
         if trial is not None:
-            return _assignment_build_control(rater=rater, trial=trial, kind=Assignment.Kind.PRACTICE, rng=rng)
-    if study.max_comparisons_per_rater is not None and counts.held >= study.max_comparisons_per_rater:
-        return None
-    if not wait and study.gold_rate and rng.random() < study.gold_rate:
-        trial = gold_trial_unseen_for_rater(rater=rater)
-        if trial is not None:
-            return _assignment_build_control(rater=rater, trial=trial, kind=Assignment.Kind.GOLD, rng=rng)
-
-    claimed = sql.comparison_claim(rater_id=rater.pk, study=study, wait=wait)
-    if claimed is None:
+            practice = _assignment_build_control(
+                rater=rater, trial=trial, kind=Assignment.Kind.PRACTICE, rng=rng, now=now
+            )
+            sql.assignments_insert(assignments=[practice])
+            return practice
+    size = settings.DRAWBENCH_RATER_BATCH
+    if study.max_comparisons_per_rater is not None:
+        if counts.held >= study.max_comparisons_per_rater:
+            return None
+        size = min(size, study.max_comparisons_per_rater - counts.held)
+    batch = _batch_draw(rater=rater, study=study, size=size, rng=rng, wait=wait, now=now)
+    if not batch:
         return _NO_FREE_SLOT
-    comparison, samples = claimed
     if counts.held is not None:
-        counts.held += 1
-    return _assignment_build(rater=rater, study=study, comparison=comparison, rng=rng, now=now, samples=samples)
+        counts.held += sum(assignment.kind == Assignment.Kind.COMPARISON for assignment in batch)
+    sql.assignments_insert(assignments=batch)
+    return batch[0]
+
+
+def _batch_draw(
+    *, rater: Rater, study: Study, size: int, rng: random.Random, wait: bool, now: datetime
+) -> list[Assignment]:
+    """The rater's next `size` items (fewer when the study has fewer left for them), in the order they will see
+    them, not saved yet: each a silent gold trial with probability gold_rate (while the rater has unseen ones),
+    else a slot of a comparison, claimed here (see sql.comparisons_claim). Serving several at once spreads the
+    claim's cost over several answers; each holds its slot under the same lease, renewed when it is shown."""
+    slots = [not wait and bool(study.gold_rate) and rng.random() < study.gold_rate for _ in range(size)]
+    gold: list[Assignment] = []
+    for _ in range(sum(slots)):
+        trial = gold_trial_unseen_for_rater(rater=rater, exclude=[a.gold_trial_id for a in gold])
+        if trial is None:
+            break
+        gold.append(_assignment_build_control(rater=rater, trial=trial, kind=Assignment.Kind.GOLD, rng=rng, now=now))
+    claimed = sql.comparisons_claim(rater_id=rater.pk, study=study, wait=wait, limit=size - len(gold))
+    comparisons = [
+        _assignment_build(rater=rater, study=study, comparison=comparison, rng=rng, now=now, samples=samples)
+        for comparison, samples in claimed
+    ]
+    rng.shuffle(comparisons)
+    # The gold trials where their slots fell among the comparisons (a slot with no unseen trial left took a
+    # comparison instead).
+    batch, gold_left, comparisons_left = [], iter(gold), iter(comparisons)
+    for is_gold in slots:
+        item = next(gold_left, None) if is_gold else None
+        item = item or next(comparisons_left, None)
+        if item is not None:
+            batch.append(item)
+    batch += [*gold_left, *comparisons_left]
+    return batch
 
 
 # --- answers ----------------------------------------------------------------------------------------------------
@@ -870,10 +910,17 @@ def assignment_submit(
     AnswerConflict. An unknown key raises AssignmentUnknown; an assignment reclaimed after its timeout is accepted
     only while its comparison still has a free slot, else AssignmentExpired.
 
-    `serve_next` also serves the rater's next item (as assignment_next_for_rater), in the same transaction: one
-    commit for the answer and the next item, which is what one rater request costs on the answer path.
+    `serve_next` also serves the rater's next item (as assignment_next_for_rater), which is what one rater request
+    costs on the answer path. Its common case (a comparison answered, a comparison next in the rater's batch, on
+    PostgreSQL) is one statement; every other case runs the general path below, in one transaction.
     """
     rng = rng or random.SystemRandom()
+    if serve_next:
+        outcome = _assignment_submit_common(
+            rater=rater, key=key, answers=answers, response_time_ms=response_time_ms, rng=rng
+        )
+        if outcome is not None:
+            return outcome
     missed = False
     try:
         with transaction.atomic():
@@ -881,16 +928,7 @@ def assignment_submit(
                 rater=rater, key=key, answers=answers, response_time_ms=response_time_ms
             )
             if serve_next:
-                locked = outcome.assignment.rater
-                # The answered item was the rater's pending one unless it had been reclaimed: none is pending now.
-                answered_the_pending = (
-                    outcome.created
-                    and outcome.assignment.completed_at is not None
-                    and not (outcome.assignment.was_released)
-                )
-                served = _assignment_next_locked(
-                    rater=locked, counts=counts, rng=rng, wait=False, pending_known_none=answered_the_pending
-                )
+                served = _assignment_next_locked(rater=outcome.assignment.rater, counts=counts, rng=rng, wait=False)
                 missed = served is _NO_FREE_SLOT
                 outcome.next_assignment = None if missed else served
     except IntegrityError as exc:
@@ -906,6 +944,90 @@ def assignment_submit(
             outcome.progress = counts.progress(outcome.assignment.rater.study)
     if outcome.created and outcome.assignment.kind == Assignment.Kind.GOLD:
         rater_flags_refresh(study=outcome.assignment.rater.study, rater_ids=[rater.pk])
+    return outcome
+
+
+def _assignment_submit_common(
+    *, rater: Rater, key: str, answers: Mapping[str, str], response_time_ms: int, rng: random.Random
+) -> SubmitOutcome | None:
+    """assignment_submit's common case, on PostgreSQL: valid answers to a served comparison of an open study, the
+    rater's next item a comparison served with it. One statement records the answer and reads the next item
+    (sql.answer_and_next), in its own transaction; when the rater has nothing pending left, their next batch is
+    served as assignment_next_for_rater serves it. None: not the common case (nothing was written); the general
+    path decides."""
+    study = rater.study if Rater.study.is_cached(rater) else None
+    if connection.vendor != "postgresql" or study is None or study.status != Study.Status.OPEN or not key:
+        return None
+    if _validate_answers(questions=study.questions, answers=answers, response_time_ms=response_time_ms):
+        return None
+    now = timezone.now()
+    choices = [
+        (
+            question,
+            _to_model_space(answers[question], left_is_a=True),
+            _to_model_space(answers[question], left_is_a=False),
+        )
+        for question in study.questions
+    ]
+    fast = sql.answer_and_next(
+        rater_id=rater.pk,
+        study=study,
+        key=key,
+        choices=choices,
+        response_time_ms=response_time_ms,
+        now=now,
+        lease_until=now + timedelta(seconds=study.assignment_timeout_s),
+    )
+    if fast is None:
+        return None
+    assignment = fast.assignment
+    assignment.rater = rater
+    assignment.was_released = False
+    judgments = [
+        Judgment.from_db(
+            connection.alias,
+            [
+                "id",
+                "assignment_id",
+                "comparison_id",
+                "rater_id",
+                "question",
+                "choice",
+                "left_model_id",
+                "left_sample_ids",
+                "right_sample_ids",
+                "response_time_ms",
+                "created_at",
+            ],  # fmt: skip
+            [
+                fast.judgment_ids[question],
+                assignment.pk,
+                assignment.comparison_id,
+                rater.pk,
+                question,
+                a_left if fast.left_is_a else b_left,
+                assignment.left_model_id,
+                assignment.left_sample_ids,
+                assignment.right_sample_ids,
+                response_time_ms,
+                now,
+            ],  # fmt: skip
+        )
+        for question, a_left, b_left in choices
+    ]
+    outcome = SubmitOutcome(assignment=assignment, created=True, judgments=judgments)
+    if fast.next_assignment is not None:
+        outcome.next_assignment = fast.next_assignment
+        outcome.next_assignment.rater = rater
+        counts = RaterCounts(
+            done=fast.done_before + 1, practice=None, held=None, comparisons=study.n_comparisons,
+            gold_trials=fast.gold_trials,
+        )  # fmt: skip
+        outcome.progress = counts.progress(study)
+    else:
+        outcome.next_assignment, counts = _assignment_next_counted(rater=rater, rng=rng)
+        has_counts = counts is not None and outcome.next_assignment is not None
+        outcome.progress = counts.progress(rater.study) if has_counts else rater_progress(rater=rater)
     return outcome
 
 

@@ -7,6 +7,7 @@ them inside their transactions and keep every rule; nothing here decides anythin
 """
 
 import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,8 +26,8 @@ SAMPLE = Sample._meta.db_table
 STUDY = Study._meta.db_table
 
 # A rater's counts and their study's, as scalar subqueries on the rater's row `r` (indexes: assignment (rater,
-# completed_at) and (rater, comparison), comparison (study, n_assigned), goldtrial (study)), in RaterCounts' order:
-# answered (practice aside), practice served, comparisons held, the study's comparisons and gold trials.
+# completed_at) and (rater, comparison), goldtrial (study)), in RaterCounts' order: answered (practice aside),
+# practice served, comparisons held, the study's comparisons (counted when it was created) and gold trials.
 COUNT_DONE = (
     f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.completed_at IS NOT NULL"
     " AND x.kind <> 'practice')"
@@ -35,7 +36,7 @@ COUNT_PRACTICE = f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id 
 COUNT_HELD = (
     f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.kind = 'comparison' AND x.released_at IS NULL)"
 )
-COUNT_COMPARISONS = f"(SELECT COUNT(*) FROM {COMPARISON} x WHERE x.study_id = r.study_id)"
+COUNT_COMPARISONS = f"(SELECT x.n_comparisons FROM {STUDY} x WHERE x.id = r.study_id)"
 COUNT_GOLD_TRIALS = f"(SELECT COUNT(*) FROM {GOLD_TRIAL} x WHERE x.study_id = r.study_id)"
 # A count the study's settings make moot is read as NULL, which costs nothing.
 SKIPPED = "NULL"
@@ -134,6 +135,16 @@ def rater_counts(*, rater_id: int) -> tuple:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {rater_counts_sql(None)} FROM {RATER} r WHERE r.id = %s", [rater_id])
         return tuple(cursor.fetchone())
+
+
+def has_pending(*, rater_id: int) -> bool:
+    """Whether the rater has an item served and not answered (nor reclaimed): one index probe."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {ASSIGNMENT} WHERE rater_id = %s AND completed_at IS NULL AND released_at IS NULL LIMIT 1",
+            [rater_id],
+        )
+        return cursor.fetchone() is not None
 
 
 def rater_by_access_token(*, token: str) -> Rater | None:
@@ -235,49 +246,62 @@ def samples_of(*, prompt_id: int, model_ids: list[int]) -> list[tuple[int, int, 
         return cursor.fetchall()
 
 
-def assignment_insert(*, assignment: Assignment) -> None:
-    """Insert a new comparison assignment in one statement; its id is set on it."""
+def assignments_insert(*, assignments: list[Assignment]) -> None:
+    """Insert new assignments (comparisons and controls) in one statement, in list order (the order a rater is
+    served them); their ids are set on them."""
     columns = (
-        "rater_id", "kind", "comparison_id", "key", "left_model_id", "left_sample_ids", "right_sample_ids",
-        "left_images", "right_images", "served_at", "expires_at",
+        "rater_id", "kind", "comparison_id", "gold_trial_id", "key", "left_model_id", "reference_on_left",
+        *JSON_COLUMNS_ORDERED, "served_at", "expires_at",
     )  # fmt: skip
-    params = [
-        assignment.rater_id,
-        assignment.kind,
-        assignment.comparison_id,
-        assignment.key,
-        assignment.left_model_id,
-        *(_db_json(Assignment, f, getattr(assignment, f)) for f in JSON_COLUMNS_ORDERED),
-        assignment.served_at,
-        assignment.expires_at,
-    ]
-    sql = f"INSERT INTO {ASSIGNMENT} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id"
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    params = []
+    for assignment in assignments:
+        params += [
+            assignment.rater_id,
+            assignment.kind,
+            assignment.comparison_id,
+            assignment.gold_trial_id,
+            assignment.key,
+            assignment.left_model_id,
+            assignment.reference_on_left,
+            *(_db_json(Assignment, f, getattr(assignment, f)) for f in JSON_COLUMNS_ORDERED),
+            assignment.served_at,
+            assignment.expires_at,
+        ]
+    sql = (
+        f"INSERT INTO {ASSIGNMENT} ({', '.join(columns)}) VALUES {', '.join([row] * len(assignments))}"
+        " RETURNING id, key"
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        assignment.pk = cursor.fetchone()[0]
-    assignment._state.adding = False
-    assignment._state.db = connection.alias
+        ids = dict((key, pk) for pk, key in cursor.fetchall())
+    for assignment in assignments:
+        assignment.pk = ids[assignment.key]
+        assignment._state.adding = False
+        assignment._state.db = connection.alias
 
 
-# How many of the least-rated free comparisons a claim picks from at random: more than the claims in flight at once
-# (one per web worker), so that they rarely meet on a row, and so raters see comparisons in different orders; few,
-# because each candidate costs an index probe (64 cost twice what 16 do: 1.5 against 0.8 ms of PostgreSQL time).
+# How many of the least-rated free comparisons a claim picks from at random (at least this many, and at least
+# CLAIM_WINDOW_PER_ITEM times the number claimed): more than the claims in flight at once (one per web worker), so
+# that they rarely meet on a row, and so raters see comparisons in different orders; few, because each candidate
+# costs an index probe (64 cost twice what 16 do: 1.5 against 0.8 ms of PostgreSQL time).
 CLAIM_WINDOW = 16
+CLAIM_WINDOW_PER_ITEM = 3
 JSON_COLUMNS_ORDERED = ("left_sample_ids", "right_sample_ids", "left_images", "right_images")
 
 
-def comparison_claim(
-    *, rater_id: int, study: Study, wait: bool
-) -> tuple[Comparison, list[tuple[int, int, str]]] | None:
-    """Take one slot of the comparison the rater should see next, atomically: the comparison (its prompt's text
-    and position loaded) and its samples (as samples_of), or None if no slot is free. On PostgreSQL the samples
-    come in the same statement.
+def comparisons_claim(
+    *, rater_id: int, study: Study, wait: bool, limit: int = 1
+) -> list[tuple[Comparison, list[tuple[int, int, str]]]]:
+    """Take one slot of each of up to `limit` comparisons the rater should see next, atomically: each comparison
+    (its prompt's text and position loaded) with its samples (as samples_of); empty if no slot is free. On
+    PostgreSQL the samples come in the same statement.
 
     One statement: among the free comparisons the rater has not seen with the fewest raters (a window of
-    CLAIM_WINDOW, read in index order), pick one at random, lock it and count the rater in. SKIP LOCKED lets
-    concurrent raters take other rows instead of queueing behind this one; `wait` locks without skipping, in id
-    order (after a miss: the rows skipped may still have had room). The lock re-checks n_assigned <
-    ratings_per_comparison on the row's latest version, so a slot is never taken twice.
+    CLAIM_WINDOW or more, read in index order), pick `limit` at random, lock them and count the rater in. SKIP
+    LOCKED lets concurrent raters take other rows instead of queueing behind these; `wait` locks without skipping,
+    in id order (after a miss: the rows skipped may still have had room). The lock re-checks n_assigned <
+    ratings_per_comparison on each row's latest version, so a slot is never taken twice.
 
     "Not seen" is an index probe per candidate (the unique index on rater and comparison) rather than a join, whose
     plan would depend on how many assignments the planner believes a rater has; the window bounds the probes.
@@ -289,48 +313,157 @@ def comparison_claim(
         lock = "FOR UPDATE OF c" if wait else "FOR UPDATE OF c SKIP LOCKED"
         if wait:
             window_order, order = "x.id", "c.id"
+    window = max(CLAIM_WINDOW, CLAIM_WINDOW_PER_ITEM * limit)
     claim = (
-        f"UPDATE {COMPARISON} SET n_assigned = n_assigned + 1 WHERE id = ("
+        f"UPDATE {COMPARISON} SET n_assigned = n_assigned + 1 WHERE id IN ("
         f"SELECT c.id FROM (SELECT x.id, x.n_assigned FROM {COMPARISON} x WHERE x.study_id = %s"
         f" AND x.n_assigned < %s AND (SELECT 1 FROM {ASSIGNMENT} a WHERE a.rater_id = %s AND a.comparison_id = x.id)"
-        f" IS NULL ORDER BY {window_order} LIMIT {CLAIM_WINDOW}) candidate"
+        f" IS NULL ORDER BY {window_order} LIMIT %s) candidate"
         f" JOIN {COMPARISON} c ON c.id = candidate.id WHERE c.n_assigned < %s"
-        f" ORDER BY {order} LIMIT 1 {lock})"
+        f" ORDER BY {order} LIMIT %s {lock})"
         f" RETURNING id, prompt_id, model_a_id, model_b_id,"
         f" (SELECT p.text FROM {PROMPT} p WHERE p.id = prompt_id),"
         f" (SELECT p.position FROM {PROMPT} p WHERE p.id = prompt_id)"
     )
-    params = [study.pk, study.ratings_per_comparison, rater_id, study.ratings_per_comparison]
+    params = [study.pk, study.ratings_per_comparison, rater_id, window, study.ratings_per_comparison, limit]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
                 f"WITH claimed AS ({claim}) SELECT claimed.*, s.id, s.evaluated_model_id, s.image FROM claimed"
                 f" LEFT JOIN {SAMPLE} s ON s.prompt_id = claimed.prompt_id"
                 " AND s.evaluated_model_id IN (claimed.model_a_id, claimed.model_b_id)"
-                ' ORDER BY s."index"',
+                ' ORDER BY claimed.id, s."index"',
                 params,
             )
             rows = cursor.fetchall()
-            if not rows:
-                return None
-            samples = [tuple(row[6:]) for row in rows if row[6] is not None]
+            claimed: dict[int, tuple[tuple, list]] = {}
+            for row in rows:
+                _, samples = claimed.setdefault(row[0], (row[:6], []))
+                if row[6] is not None:
+                    samples.append(tuple(row[6:]))
         else:
             cursor.execute(claim, params)
-            rows = cursor.fetchall()
-            if not rows:
-                return None
-            samples = None
-    comparison_id, prompt_id, model_a_id, model_b_id, text, position = rows[0][:6]
-    if samples is None:
-        samples = samples_of(prompt_id=prompt_id, model_ids=[model_a_id, model_b_id])
-    comparison = Comparison.from_db(
-        connection.alias,
-        ["id", "study_id", "prompt_id", "model_a_id", "model_b_id"],
-        [comparison_id, study.pk, prompt_id, model_a_id, model_b_id],
+            claimed = {row[0]: (row[:6], None) for row in cursor.fetchall()}
+    taken = []
+    for head, samples in claimed.values():
+        comparison_id, prompt_id, model_a_id, model_b_id, text, position = head
+        if samples is None:
+            samples = samples_of(prompt_id=prompt_id, model_ids=[model_a_id, model_b_id])
+        comparison = Comparison.from_db(
+            connection.alias,
+            ["id", "study_id", "prompt_id", "model_a_id", "model_b_id"],
+            [comparison_id, study.pk, prompt_id, model_a_id, model_b_id],
+        )
+        comparison.study = study
+        # from_db takes the values in the order of the model's fields.
+        comparison.prompt = Prompt.from_db(
+            connection.alias,
+            ["id", "prompt_set_id", "position", "text"],
+            [prompt_id, study.prompt_set_id, position, text],
+        )
+        taken.append((comparison, samples))
+    return taken
+
+
+@dataclass
+class FastAnswer:
+    """What answer_and_next did: the answered assignment, its judgments' ids by question, the rater's items answered
+    before this one (practice aside), the study's gold trials (None: not read), and the next item (None: the
+    rater's next pending item is not a comparison, or they have none)."""
+
+    assignment: Assignment
+    left_is_a: bool
+    judgment_ids: dict[str, int]
+    done_before: int
+    gold_trials: int | None
+    next_assignment: Assignment | None
+
+
+def answer_and_next(
+    *,
+    rater_id: int,
+    study: Study,
+    key: str,
+    choices: list[tuple[str, str, str]],
+    response_time_ms: int,
+    now: datetime,
+    lease_until: datetime,
+) -> FastAnswer | None:
+    """The answer path's common case in one statement (PostgreSQL): record the answer to a served comparison and
+    show the rater's next pending item. None when the statement did nothing because the case is not the common one
+    (the key is unknown or not this rater's, the item was answered or reclaimed, is a control item, or the study is
+    not open): the caller then takes the general path, which has every rule.
+
+    `choices`: (question, choice in model space if the left set is model A's, choice if it is model B's), in the
+    order of the study's questions; the row says which applies. Marking the assignment answered is the row lock:
+    a second submission of the same key waits for the first, then finds it answered and does nothing. The next
+    item is the rater's oldest pending one (a comparison; its lease renewed, as on any showing), read with its
+    caption and image names.
+    """
+    columns = ", ".join(f"a.{column}" for column in ASSIGNMENT_COLUMNS)
+    next_columns = ", ".join(f"n.{column}" for column in ASSIGNMENT_COLUMNS)
+    questions = ", ".join(["(%s, %s, %s)"] * len(choices))
+    gold = COUNT_GOLD_TRIALS.replace("r.study_id", "%s") if study.gold_rate > 0 else SKIPPED
+    sql = (
+        f"WITH answered AS (UPDATE {ASSIGNMENT} a SET completed_at = %s FROM {COMPARISON} c, {STUDY} s"
+        " WHERE a.key = %s AND a.rater_id = %s AND a.kind = 'comparison' AND a.completed_at IS NULL"
+        " AND a.released_at IS NULL AND c.id = a.comparison_id AND s.id = %s AND s.status = 'open'"
+        f" RETURNING {columns}, a.left_model_id = c.model_a_id AS left_is_a),"
+        f" judged AS (INSERT INTO {JUDGMENT} (assignment_id, comparison_id, rater_id, question, choice,"
+        " left_model_id, left_sample_ids, right_sample_ids, response_time_ms, created_at)"
+        " SELECT x.id, x.comparison_id, x.rater_id, q.question, CASE WHEN x.left_is_a THEN q.a ELSE q.b END,"
+        " x.left_model_id, x.left_sample_ids, x.right_sample_ids, %s, x.completed_at"
+        f" FROM answered x CROSS JOIN (VALUES {questions}) AS q (question, a, b) RETURNING id, question),"
+        f" shown AS (UPDATE {ASSIGNMENT} n SET expires_at = %s WHERE n.id = (SELECT p.id FROM {ASSIGNMENT} p"
+        " WHERE p.rater_id = %s AND p.completed_at IS NULL AND p.released_at IS NULL AND p.key <> %s"
+        " ORDER BY p.served_at, p.id LIMIT 1) AND n.kind = 'comparison' AND n.completed_at IS NULL"
+        f" AND n.released_at IS NULL AND EXISTS (SELECT 1 FROM answered) RETURNING {next_columns})"
+        f" SELECT x.*, (SELECT json_object_agg(j.question, j.id) FROM judged j), {COUNT_DONE.replace('r.id', '%s')},"
+        f" {gold}, n.*, p.id, p.position, p.text,"
+        f" (SELECT json_object_agg(sm.id, sm.image) FROM {SAMPLE} sm WHERE sm.id IN"
+        "  (SELECT jsonb_array_elements_text(n.left_sample_ids || n.right_sample_ids)::bigint))"
+        f" FROM answered x LEFT JOIN shown n ON TRUE LEFT JOIN {COMPARISON} nc ON nc.id = n.comparison_id"
+        f" LEFT JOIN {PROMPT} p ON p.id = nc.prompt_id"
     )
-    comparison.study = study
-    # from_db takes the values in the order of the model's fields.
-    comparison.prompt = Prompt.from_db(
-        connection.alias, ["id", "prompt_set_id", "position", "text"], [prompt_id, study.prompt_set_id, position, text]
+    params: list = [now, key, rater_id, study.pk, response_time_ms]
+    for choice in choices:
+        params += choice
+    params += [lease_until, rater_id, key, rater_id]
+    if study.gold_rate > 0:
+        params.append(study.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    n = len(ASSIGNMENT_COLUMNS)
+    assignment = _assignment_from_row(row[:n])
+    left_is_a, judgment_ids, done_before, gold_trials = row[n : n + 4]
+    shown = row[n + 4 : 2 * n + 4]
+    next_assignment = None
+    if shown[0] is not None:
+        next_assignment = _assignment_from_row(shown)
+        prompt_id, position, text, image_names = row[2 * n + 4 :]
+        comparison = Comparison.from_db(
+            connection.alias, ["id", "study_id", "prompt_id"], [next_assignment.comparison_id, study.pk, prompt_id]
+        )
+        comparison.prompt = Prompt.from_db(
+            connection.alias,
+            ["id", "prompt_set_id", "position", "text"],
+            [prompt_id, study.prompt_set_id, position, text],
+        )
+        next_assignment.comparison = comparison
+        next_assignment.image_names = {int(pk): name for pk, name in _json(image_names).items()}
+    return FastAnswer(
+        assignment=assignment,
+        left_is_a=left_is_a,
+        judgment_ids={question: int(pk) for question, pk in _json(judgment_ids).items()},
+        done_before=done_before,
+        gold_trials=gold_trials,
+        next_assignment=next_assignment,
     )
-    return comparison, samples
+
+
+def _json(value):
+    """A json value as psycopg gives it (parsed already, or text when it could not tell the type)."""
+    return json.loads(value) if isinstance(value, str) else value

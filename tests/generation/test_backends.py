@@ -135,10 +135,15 @@ def test_tiny_backend_gives_different_pixels_for_different_seeds(tiny_backend):
 
 
 def test_tiny_backend_image_does_not_depend_on_the_rest_of_the_batch(tiny_backend):
-    alone = pixels(tiny_backend.generate(requests_for("A red cube.", [11])))[0]
+    alone = pixels(tiny_backend.generate(requests_for("A red cube.", [11])))[0].astype(int)
     batched = pixels(tiny_backend.generate(requests_for("Two dogs.", [5]) + requests_for("A red cube.", [11])))[1]
+    other_seed = pixels(tiny_backend.generate(requests_for("A red cube.", [12])))[0].astype(int)
 
-    assert np.array_equal(alone, batched)
+    # The same noise, so the same image: CPU kernels chosen by batch size may round a float differently, which can
+    # move a pixel value by one (seen on one machine: 1 value in 12,288), never more. Another seed is another image.
+    off = np.abs(alone - batched.astype(int))
+    assert off.max() <= 1 and (off > 0).mean() < 1e-3
+    assert np.abs(alone - other_seed).mean() > 10
 
 
 def test_tiny_backend_leaves_the_global_rng_alone(tiny_backend):

@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -71,13 +72,17 @@ def test_concurrent_raters_give_every_comparison_exactly_its_target(on_postgresq
 def test_concurrent_raters_reclaim_abandoned_items_and_still_fill_every_comparison(on_postgresql, make_study):
     study = make_study(n_prompts=8, ratings_per_comparison=4)
     quitters = [rater_create(study=study) for _ in range(6)]
-    abandoned = [assignment_next_for_rater(rater=quitter) for quitter in quitters]
-    Assignment.objects.filter(pk__in=[a.pk for a in abandoned]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    for quitter in quitters:
+        assignment_next_for_rater(rater=quitter)
+    abandoned = list(Assignment.objects.filter(rater__in=quitters).values_list("pk", flat=True))
+    # Between them they hold most of the slots (each rater is served a batch at a time).
+    assert len(abandoned) >= min(6 * settings.DRAWBENCH_RATER_BATCH, 8 * 4) // 2
+    Assignment.objects.filter(pk__in=abandoned).update(expires_at=timezone.now() - timedelta(seconds=1))
     raters = [rater_create(study=study) for _ in range(20)]
 
     errors = run_raters(raters)
 
     assert errors == []
     assert comparison_counts(study) == [(4, 4, 4)] * 8
-    assert Assignment.objects.filter(pk__in=[a.pk for a in abandoned], released_at__isnull=False).count() == 6
+    assert Assignment.objects.filter(pk__in=abandoned, released_at__isnull=False).count() == len(abandoned)
     assert Judgment.objects.filter(rater__in=quitters).count() == 0

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from drawbench.studies import sql
 from drawbench.studies.models import Assignment, Judgment, Rater, Study
-from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create
+from drawbench.studies.services import assignment_create, assignment_next_for_rater, assignment_submit, rater_create
 
 pytestmark = pytest.mark.django_db
 
@@ -43,8 +43,9 @@ def test_counts_that_the_study_settings_make_moot_are_not_read(make_study):
 
     locked = sql.assignment_lock(rater_id=rater.pk, key=item.key, study=study)
 
+    held = Assignment.objects.filter(rater=rater).count()
     assert locked.counts == (0, None, None, 2, None)
-    assert sql.rater_counts(rater_id=rater.pk) == (0, 0, 1, 2, 0)
+    assert sql.rater_counts(rater_id=rater.pk) == (0, 0, held, 2, 0)
 
 
 def test_the_token_lookup_reads_the_rater_and_study_as_the_orm_does(make_study):
@@ -62,7 +63,7 @@ def test_a_claim_returns_the_comparison_its_prompt_and_its_samples(make_study):
     study = make_study(n_prompts=1, samples=9)
     rater = rater_create(study=study)
 
-    comparison, samples = sql.comparison_claim(rater_id=rater.pk, study=study, wait=False)
+    [(comparison, samples)] = sql.comparisons_claim(rater_id=rater.pk, study=study, wait=False)
 
     stored = study.comparisons.select_related("prompt").get()
     assert (comparison.pk, comparison.model_a_id, comparison.model_b_id) == (
@@ -75,6 +76,27 @@ def test_a_claim_returns_the_comparison_its_prompt_and_its_samples(make_study):
         )
     )
     assert study.comparisons.get().n_assigned == 1
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_a_claim_of_several_takes_one_slot_of_each_of_distinct_comparisons_the_rater_has_not_seen(make_study, wait):
+    study = make_study(n_prompts=5, ratings_per_comparison=2)
+    rater = rater_create(study=study)
+    seen = assignment_create(rater=rater, comparison=study.comparisons.order_by("id").first())
+
+    taken = sql.comparisons_claim(rater_id=rater.pk, study=study, wait=wait, limit=3)
+
+    ids = [comparison.pk for comparison, _ in taken]
+    assert len(ids) == len(set(ids)) == 3 and seen.comparison_id not in ids
+    assert all(len(samples) == 2 * study.samples_per_side for _, samples in taken)
+    assert dict(study.comparisons.values_list("id", "n_assigned")) == {
+        c.pk: int(c.pk in ids or c.pk == seen.comparison_id) for c in study.comparisons.all()
+    }
+    # Asked for more than are left, a claim takes what there is: 5 comparisons × 2 slots, 4 taken, 6 left.
+    other = rater_create(study=study)
+    assert len(sql.comparisons_claim(rater_id=other.pk, study=study, wait=wait, limit=8)) == 5
+    assert len(sql.comparisons_claim(rater_id=other.pk, study=study, wait=wait, limit=8)) == 1
+    assert len(sql.comparisons_claim(rater_id=other.pk, study=study, wait=wait, limit=8)) == 0
 
 
 def test_an_answer_is_recorded_with_the_values_given(make_study):

@@ -1,0 +1,184 @@
+"""Raters are served their items a batch at a time, and the answer path's common case is one statement.
+
+A batch takes one slot of each of several comparisons at once (the claim costs more than an answer); the items wait
+in the rater's queue, shown oldest first, each lease renewed when it is shown. Answering a comparison while the
+next item is a served comparison is one SQL statement on PostgreSQL (sql.answer_and_next); everything else (a
+control item next, a reclaimed item, a replay, bad input, SQLite) takes the general path, which has every rule.
+"""
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext, override_settings
+from django.utils import timezone
+
+from drawbench.studies import services, sql
+from drawbench.studies.models import Assignment, Comparison, Judgment
+from drawbench.studies.selectors import assignment_pending_for_rater, rater_progress
+from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create
+
+pytestmark = pytest.mark.django_db
+
+ANSWERS = {"fidelity": "left", "alignment": "tie"}
+
+
+def pending_keys(rater) -> list[str]:
+    return list(
+        Assignment.objects.filter(rater=rater, completed_at__isnull=True, released_at__isnull=True)
+        .order_by("served_at", "id")
+        .values_list("key", flat=True)
+    )
+
+
+def held_slots(study) -> int:
+    return sum(Comparison.objects.filter(study=study).values_list("n_assigned", flat=True))
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=3)
+def test_a_rater_is_served_a_batch_and_its_items_in_order_before_the_next_batch(make_study):
+    study = make_study(n_prompts=7)
+    rater = rater_create(study=study)
+
+    first = assignment_next_for_rater(rater=rater, rng=random.Random(0))
+
+    queue = pending_keys(rater)
+    assert len(queue) == 3 and queue[0] == first.key and held_slots(study) == 3
+    shown = [first.key]
+    item = first
+    for _ in range(6):
+        outcome = assignment_submit(
+            rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True, rng=random.Random(1)
+        )
+        item = outcome.next_assignment
+        shown.append(item.key)
+        # Nothing more is claimed until the batch is used up: then the next batch, three more.
+        assert held_slots(study) == min(7, 3 * ((len(shown) + 2) // 3))
+    assert shown[:3] == queue
+    assert len(set(shown)) == 7
+    assert Judgment.objects.filter(rater=rater).count() == 2 * 6
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=8)
+def test_the_batch_stops_at_the_rater_cap(make_study):
+    study = make_study(n_prompts=6, max_comparisons_per_rater=2)
+    rater = rater_create(study=study)
+
+    assignment_next_for_rater(rater=rater)
+
+    assert len(pending_keys(rater)) == 2 and held_slots(study) == 2
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=4)
+def test_a_batch_draws_silent_gold_trials_at_the_gold_rate_and_fills_with_comparisons_when_they_run_out(make_study):
+    study = make_study(n_prompts=40, gold_rate=1.0)
+    trials = study.gold_trials.count()
+    rater = rater_create(study=study)
+
+    kinds = []
+    item = assignment_next_for_rater(rater=rater, rng=random.Random(0))
+    while item is not None and len(kinds) < trials + 4:
+        kinds.append(item.kind)
+        outcome = assignment_submit(
+            rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True, rng=random.Random(1)
+        )
+        item = outcome.next_assignment
+
+    assert kinds[:trials] == ["gold"] * trials
+    assert kinds[trials:] == ["comparison"] * 4
+    assert len(set(Assignment.objects.filter(rater=rater, kind="gold").values_list("gold_trial", flat=True))) == trials
+
+
+@pytest.mark.parametrize("seed", range(4))
+@override_settings(DRAWBENCH_RATER_BATCH=3)
+def test_the_one_statement_answer_records_what_the_general_path_records(on_postgresql, make_study, seed):
+    study = make_study(n_prompts=4)
+    rater = rater_create(study=study)
+    rater.study = study
+    item = assignment_next_for_rater(rater=rater, rng=random.Random(seed))
+    following = pending_keys(rater)[1]
+    lease = Assignment.objects.get(key=following).expires_at
+    answers = {"fidelity": random.Random(seed).choice(["left", "right", "tie"]), "alignment": "right"}
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = assignment_submit(rater=rater, key=item.key, answers=answers, response_time_ms=1234, serve_next=True)
+
+    assert len(queries) == 1
+    assert outcome.created and outcome.next_assignment.key == following
+    shown_next = Assignment.objects.get(key=following)
+    assert shown_next.expires_at > lease
+    stored = list(Judgment.objects.filter(assignment__key=item.key).order_by("id"))
+    assert [j.pk for j in outcome.judgments] == [j.pk for j in stored]
+    left_is_a = item.left_model_id == item.comparison.model_a_id
+    assert [(j.question, j.choice, j.response_time_ms) for j in stored] == [
+        (q, services._to_model_space(answers[q], left_is_a=left_is_a), 1234) for q in study.questions
+    ]
+    assert all(
+        (j.left_model_id, j.left_sample_ids, j.right_sample_ids)
+        == (item.left_model_id, item.left_sample_ids, item.right_sample_ids)
+        for j in stored
+    )
+    assert outcome.progress == rater_progress(rater=rater)
+    # What the rater is shown next is what the general path shows.
+    assert outcome.next_assignment.comparison.prompt.text == shown_next.comparison.prompt.text
+    assert outcome.next_assignment.image_names == dict(
+        (s.pk, s.image.name)
+        for s in shown_next.comparison.prompt.samples.filter(
+            pk__in=[*shown_next.left_sample_ids, *shown_next.right_sample_ids]
+        )
+    )
+    # The same answer again is a replay (general path), different answers a conflict.
+    again = assignment_submit(rater=rater, key=item.key, answers=answers, response_time_ms=1, serve_next=True)
+    assert not again.created
+    with pytest.raises(services.AnswerConflict):
+        assignment_submit(
+            rater=rater, key=item.key, answers={**answers, "alignment": "left"}, response_time_ms=1, serve_next=True
+        )
+    assert Judgment.objects.filter(assignment__key=item.key).count() == 2
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=2)
+def test_a_control_item_next_in_the_queue_is_served_by_the_general_path(on_postgresql, make_study):
+    study = make_study(n_prompts=3, gold_rate=0.01)
+    rater = rater_create(study=study)
+    rater.study = study
+    item = assignment_next_for_rater(rater=rater, rng=random.Random(0))
+    # Replace the second item of the batch with a silent gold trial.
+    Assignment.objects.filter(rater=rater).exclude(pk=item.pk).update(released_at=timezone.now())
+    trial = study.gold_trials.first()
+    gold = services._assignment_build_control(
+        rater=rater, trial=trial, kind=Assignment.Kind.GOLD, rng=random.Random(0), now=timezone.now()
+    )
+    sql.assignments_insert(assignments=[gold])
+
+    outcome = assignment_submit(rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True)
+
+    assert outcome.created and outcome.next_assignment.pk == gold.pk
+    assert Judgment.objects.filter(assignment=item).count() == 2
+
+
+def test_an_answer_to_a_reclaimed_item_takes_the_general_path_and_its_slot_again(on_postgresql, make_study):
+    study = make_study(n_prompts=2, ratings_per_comparison=1)
+    rater = rater_create(study=study)
+    rater.study = study
+    item = assignment_next_for_rater(rater=rater)
+    Assignment.objects.filter(rater=rater).update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.assignments_release_expired(study=study)
+    assert held_slots(study) == 0
+
+    outcome = assignment_submit(rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True)
+
+    assert outcome.created and Comparison.objects.get(pk=item.comparison_id).n_assigned == 1
+    assert Judgment.objects.filter(assignment=item).count() == 2
+
+
+def test_the_pending_probe_agrees_with_the_pending_item(make_study):
+    study = make_study(n_prompts=2)
+    rater = rater_create(study=study)
+    assert not sql.has_pending(rater_id=rater.pk)
+
+    item = assignment_next_for_rater(rater=rater)
+
+    assert sql.has_pending(rater_id=rater.pk)
+    assert assignment_pending_for_rater(rater=rater).pk == item.pk
