@@ -219,6 +219,41 @@ class RaterAssignmentNextApi(_RaterApi):
         return Response(_next_data(rater, assignment, rater_progress(rater=rater)))
 
 
+def _plain_answer(body) -> dict[str, Any] | None:
+    """A body that RaterAnswerSubmitApi.InputSerializer would return unchanged, as it would return it (every rater
+    sends one); None for anything else, which the serializer then validates, converts or refuses with its
+    messages. Building a serializer costs more than the rest of the request's validation together."""
+    if not isinstance(body, dict) or not body.keys() <= ANSWER_FIELDS:
+        return None
+    key, answers, time_ms = body.get("key"), body.get("answers"), body.get("response_time_ms")
+    include_next = body.get("include_next", True)
+    plain = (
+        _plain_text(key, 64)
+        and isinstance(answers, dict)
+        and all(_plain_text(value, 16) for value in answers.values())
+        and type(time_ms) is int
+        and 0 <= time_ms <= services.MAX_RESPONSE_TIME_MS
+        and type(include_next) is bool
+    )
+    if not plain:
+        return None
+    return {"key": key, "answers": answers, "response_time_ms": time_ms, "include_next": include_next}
+
+
+ANSWER_FIELDS = {"key", "answers", "response_time_ms", "include_next"}
+
+
+def _plain_text(value, max_length: int) -> bool:
+    """Text a DRF CharField(max_length) keeps as it is: printable ASCII, not blank, no surrounding spaces."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= max_length
+        and value.isascii()
+        and value.isprintable()
+        and value == value.strip()
+    )
+
+
 class RaterAnswerSubmitApi(_RaterApi):
     """Answer an item. The same answers again (a retry) are a success that records nothing: 200 instead of 201."""
 
@@ -245,9 +280,11 @@ class RaterAnswerSubmitApi(_RaterApi):
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer})
     def post(self, request: Request, token: str) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = _plain_answer(request.data)
+        if data is None:
+            serializer = self.InputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
         rater = request.auth
         try:
             outcome = services.assignment_submit(

@@ -239,11 +239,15 @@ class Assignment(models.Model):
     comparison = models.ForeignKey(
         Comparison, null=True, blank=True, on_delete=models.PROTECT, related_name="assignments"
     )
+    # No index of its own either: nothing looks assignments up by gold trial or by model except deleting one (rare,
+    # and PROTECT refuses it anyway), while every index costs each write of a row on the answer path.
     gold_trial = models.ForeignKey(
-        GoldTrial, null=True, blank=True, on_delete=models.PROTECT, related_name="assignments"
+        GoldTrial, null=True, blank=True, on_delete=models.PROTECT, related_name="assignments", db_index=False
     )
     key = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
-    left_model = models.ForeignKey(EvaluatedModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    left_model = models.ForeignKey(
+        EvaluatedModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     left_sample_ids = models.JSONField(default=list, blank=True, help_text="Sample ids in displayed order, left set.")
     right_sample_ids = models.JSONField(default=list, blank=True, help_text="Sample ids in displayed order, right set.")
     reference_on_left = models.BooleanField(null=True, blank=True, help_text="Gold trials: where the reference was.")

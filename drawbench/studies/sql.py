@@ -379,6 +379,25 @@ class FastAnswer:
     next_assignment: Assignment | None
 
 
+# What the answer path reads of the answered assignment and of the next one (in the order of the model's fields):
+# no more, since converting a column costs (a timestamp is parsed, a JSON list decoded).
+ANSWERED_FIELDS = ("id", "kind", "comparison_id", "key", "left_model_id", "left_sample_ids", "right_sample_ids")
+SHOWN_FIELDS = ("id", "kind", "comparison_id", "key", "left_sample_ids", "right_sample_ids")
+
+
+def _partial(model, names: tuple[str, ...], values) -> object:
+    """A model instance from some of its fields' database values (`names` in the order of the model's fields),
+    converted as the ORM does; the others are deferred."""
+    converters = {column.target.attname: (column, conv) for column, conv in _converters(model, connection.vendor)}
+    converted = []
+    for name, value in zip(names, values, strict=True):
+        column, chain = converters[name]
+        for converter in chain:
+            value = converter(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, names, converted)
+
+
 def answer_and_next(
     *,
     rater_id: int,
@@ -388,6 +407,7 @@ def answer_and_next(
     response_time_ms: int,
     now: datetime,
     lease_until: datetime,
+    renew_before: datetime,
 ) -> FastAnswer | None:
     """The answer path's common case in one statement (PostgreSQL): record the answer to a served comparison and
     show the rater's next pending item. None when the statement did nothing because the case is not the common one
@@ -397,38 +417,39 @@ def answer_and_next(
     `choices`: (question, choice in model space if the left set is model A's, choice if it is model B's), in the
     order of the study's questions; the row says which applies. Marking the assignment answered is the row lock:
     a second submission of the same key waits for the first, then finds it answered and does nothing. The next
-    item is the rater's oldest pending one (a comparison; its lease renewed, as on any showing), read with its
-    caption and image names.
+    item is the rater's oldest pending one, read with its caption and image names; a comparison whose lease ends
+    before `renew_before` gets a new one (`lease_until`), and is not returned if it was reclaimed meanwhile.
     """
-    columns = ", ".join(f"a.{column}" for column in ASSIGNMENT_COLUMNS)
-    next_columns = ", ".join(f"n.{column}" for column in ASSIGNMENT_COLUMNS)
+    answered = ", ".join(f"a.{name}" for name in ANSWERED_FIELDS)
+    shown = ", ".join(f"p.{name}" for name in SHOWN_FIELDS)
     questions = ", ".join(["(%s, %s, %s)"] * len(choices))
     gold = COUNT_GOLD_TRIALS.replace("r.study_id", "%s") if study.gold_rate > 0 else SKIPPED
     sql = (
         f"WITH answered AS (UPDATE {ASSIGNMENT} a SET completed_at = %s FROM {COMPARISON} c, {STUDY} s"
         " WHERE a.key = %s AND a.rater_id = %s AND a.kind = 'comparison' AND a.completed_at IS NULL"
         " AND a.released_at IS NULL AND c.id = a.comparison_id AND s.id = %s AND s.status = 'open'"
-        f" RETURNING {columns}, a.left_model_id = c.model_a_id AS left_is_a),"
+        f" RETURNING {answered}, a.left_model_id = c.model_a_id AS left_is_a),"
         f" judged AS (INSERT INTO {JUDGMENT} (assignment_id, comparison_id, rater_id, question, choice,"
         " left_model_id, left_sample_ids, right_sample_ids, response_time_ms, created_at)"
-        " SELECT x.id, x.comparison_id, x.rater_id, q.question, CASE WHEN x.left_is_a THEN q.a ELSE q.b END,"
-        " x.left_model_id, x.left_sample_ids, x.right_sample_ids, %s, x.completed_at"
+        " SELECT x.id, x.comparison_id, %s, q.question, CASE WHEN x.left_is_a THEN q.a ELSE q.b END,"
+        " x.left_model_id, x.left_sample_ids, x.right_sample_ids, %s, %s"
         f" FROM answered x CROSS JOIN (VALUES {questions}) AS q (question, a, b) RETURNING id, question),"
-        f" shown AS (UPDATE {ASSIGNMENT} n SET expires_at = %s WHERE n.id = (SELECT p.id FROM {ASSIGNMENT} p"
-        " WHERE p.rater_id = %s AND p.completed_at IS NULL AND p.released_at IS NULL AND p.key <> %s"
-        " ORDER BY p.served_at, p.id LIMIT 1) AND n.kind = 'comparison' AND n.completed_at IS NULL"
-        f" AND n.released_at IS NULL AND EXISTS (SELECT 1 FROM answered) RETURNING {next_columns})"
+        f" pending AS (SELECT {shown}, p.expires_at < %s AS stale FROM {ASSIGNMENT} p WHERE p.rater_id = %s"
+        " AND p.completed_at IS NULL AND p.released_at IS NULL AND p.key <> %s ORDER BY p.served_at, p.id LIMIT 1),"
+        f" renewed AS (UPDATE {ASSIGNMENT} n SET expires_at = %s FROM pending WHERE n.id = pending.id"
+        " AND pending.stale AND n.kind = 'comparison' AND n.completed_at IS NULL AND n.released_at IS NULL"
+        " AND EXISTS (SELECT 1 FROM answered) RETURNING n.id)"
         f" SELECT x.*, (SELECT json_object_agg(j.question, j.id) FROM judged j), {COUNT_DONE.replace('r.id', '%s')},"
-        f" {gold}, n.*, p.id, p.position, p.text,"
-        f" (SELECT json_object_agg(sm.id, sm.image) FROM {SAMPLE} sm WHERE sm.id IN"
+        f" {gold}, n.{', n.'.join(SHOWN_FIELDS)}, n.stale AND NOT EXISTS (SELECT 1 FROM renewed), p.id, p.position,"
+        f" p.text, (SELECT json_object_agg(sm.id, sm.image) FROM {SAMPLE} sm WHERE sm.id IN"
         "  (SELECT jsonb_array_elements_text(n.left_sample_ids || n.right_sample_ids)::bigint))"
-        f" FROM answered x LEFT JOIN shown n ON TRUE LEFT JOIN {COMPARISON} nc ON nc.id = n.comparison_id"
-        f" LEFT JOIN {PROMPT} p ON p.id = nc.prompt_id"
+        f" FROM answered x LEFT JOIN pending n ON n.kind = 'comparison' LEFT JOIN {COMPARISON} nc"
+        f" ON nc.id = n.comparison_id LEFT JOIN {PROMPT} p ON p.id = nc.prompt_id"
     )
-    params: list = [now, key, rater_id, study.pk, response_time_ms]
+    params: list = [now, key, rater_id, study.pk, rater_id, response_time_ms, now]
     for choice in choices:
         params += choice
-    params += [lease_until, rater_id, key, rater_id]
+    params += [renew_before, rater_id, key, lease_until, rater_id]
     if study.gold_rate > 0:
         params.append(study.pk)
     with connection.cursor() as cursor:
@@ -436,14 +457,14 @@ def answer_and_next(
         row = cursor.fetchone()
     if row is None:
         return None
-    n = len(ASSIGNMENT_COLUMNS)
-    assignment = _assignment_from_row(row[:n])
+    n, m = len(ANSWERED_FIELDS), len(SHOWN_FIELDS)
+    assignment = _partial(Assignment, ANSWERED_FIELDS, row[:n])
     left_is_a, judgment_ids, done_before, gold_trials = row[n : n + 4]
-    shown = row[n + 4 : 2 * n + 4]
+    shown_row = row[n + 4 : n + 4 + m]
+    reclaimed, prompt_id, position, text, image_names = row[n + 4 + m :]
     next_assignment = None
-    if shown[0] is not None:
-        next_assignment = _assignment_from_row(shown)
-        prompt_id, position, text, image_names = row[2 * n + 4 :]
+    if shown_row[0] is not None and not reclaimed:
+        next_assignment = _partial(Assignment, SHOWN_FIELDS, shown_row)
         comparison = Comparison.from_db(
             connection.alias, ["id", "study_id", "prompt_id"], [next_assignment.comparison_id, study.pk, prompt_id]
         )

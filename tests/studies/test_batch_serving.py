@@ -97,8 +97,10 @@ def test_the_one_statement_answer_records_what_the_general_path_records(on_postg
     rater = rater_create(study=study)
     rater.study = study
     item = assignment_next_for_rater(rater=rater, rng=random.Random(seed))
-    following = pending_keys(rater)[1]
-    lease = Assignment.objects.get(key=following).expires_at
+    following, after = pending_keys(rater)[1:3]
+    # The next item's lease has less than half of the study's timeout left: it is renewed when shown.
+    lease = timezone.now() + timedelta(seconds=60)
+    Assignment.objects.filter(key=following).update(expires_at=lease)
     answers = {"fidelity": random.Random(seed).choice(["left", "right", "tie"]), "alignment": "right"}
 
     with CaptureQueriesContext(connection) as queries:
@@ -107,7 +109,7 @@ def test_the_one_statement_answer_records_what_the_general_path_records(on_postg
     assert len(queries) == 1
     assert outcome.created and outcome.next_assignment.key == following
     shown_next = Assignment.objects.get(key=following)
-    assert shown_next.expires_at > lease
+    assert shown_next.expires_at >= lease + timedelta(seconds=study.assignment_timeout_s - 120)
     stored = list(Judgment.objects.filter(assignment__key=item.key).order_by("id"))
     assert [j.pk for j in outcome.judgments] == [j.pk for j in stored]
     left_is_a = item.left_model_id == item.comparison.model_a_id
@@ -136,6 +138,10 @@ def test_the_one_statement_answer_records_what_the_general_path_records(on_postg
             rater=rater, key=item.key, answers={**answers, "alignment": "left"}, response_time_ms=1, serve_next=True
         )
     assert Judgment.objects.filter(assignment__key=item.key).count() == 2
+    # One with more than half its lease left keeps it (no write).
+    fresh_lease = Assignment.objects.get(key=after).expires_at
+    assignment_submit(rater=rater, key=following, answers=answers, response_time_ms=1234, serve_next=True)
+    assert Assignment.objects.get(key=after).expires_at == fresh_lease
 
 
 @override_settings(DRAWBENCH_RATER_BATCH=2)
@@ -156,6 +162,23 @@ def test_a_control_item_next_in_the_queue_is_served_by_the_general_path(on_postg
 
     assert outcome.created and outcome.next_assignment.pk == gold.pk
     assert Judgment.objects.filter(assignment=item).count() == 2
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=2)
+def test_a_next_item_reclaimed_before_it_is_shown_is_not_shown(on_postgresql, make_study):
+    study = make_study(n_prompts=4, ratings_per_comparison=1)
+    rater = rater_create(study=study)
+    rater.study = study
+    item = assignment_next_for_rater(rater=rater)
+    following = Assignment.objects.get(key=pending_keys(rater)[1])
+    # Its lease ran out and the sweep gave its slot back.
+    Assignment.objects.filter(pk=following.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.assignments_release_expired(study=study)
+
+    outcome = assignment_submit(rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True)
+
+    assert outcome.created and outcome.next_assignment.pk not in (item.pk, following.pk)
+    assert outcome.next_assignment.comparison_id != following.comparison_id
 
 
 def test_an_answer_to_a_reclaimed_item_takes_the_general_path_and_its_slot_again(on_postgresql, make_study):

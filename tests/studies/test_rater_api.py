@@ -6,11 +6,13 @@ import re
 import pytest
 from django.test import Client
 from django.urls import reverse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from drawbench.studies import apis, authentication, services
 from drawbench.studies.models import Assignment, ControlAnswer, Judgment, Rater
-from drawbench.studies.services import study_close
+from drawbench.studies.services import MAX_RESPONSE_TIME_MS, study_close
 from tests.studies.conftest import rater_client
 
 pytestmark = pytest.mark.django_db
@@ -321,3 +323,46 @@ def test_a_rater_client_fixture_authenticates_as_its_rater(make_study):
     rater = services.rater_create(study=study)
 
     assert rater_client(rater).get(url("api-rater-assignment", study)).status_code == 200
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    body=st.one_of(
+        st.dictionaries(
+            st.sampled_from(["key", "answers", "response_time_ms", "include_next", "other"]),
+            st.one_of(
+                st.text(max_size=70),
+                st.integers(min_value=-5, max_value=MAX_RESPONSE_TIME_MS + 5),
+                st.booleans(),
+                st.none(),
+                st.dictionaries(st.text(max_size=12), st.one_of(st.text(max_size=20), st.integers()), max_size=3),
+            ),
+        ),
+        st.fixed_dictionaries(
+            {
+                "key": st.text(min_size=1, max_size=66),
+                "answers": st.dictionaries(
+                    st.sampled_from(["fidelity", "alignment"]), st.sampled_from(["left", "tie", "right", " left", ""])
+                ),
+                "response_time_ms": st.one_of(st.integers(min_value=-1, max_value=10**9), st.just("12")),
+            },
+            optional={"include_next": st.one_of(st.booleans(), st.just("true"))},
+        ),
+        st.lists(st.integers(), max_size=2),
+    )
+)
+def test_the_plain_answer_shortcut_agrees_with_the_input_serializer(body):
+    plain = apis._plain_answer(body)
+    serializer = apis.RaterAnswerSubmitApi.InputSerializer(data=body)
+    if plain is not None:
+        assert serializer.is_valid(), serializer.errors
+        assert plain == dict(serializer.validated_data)
+
+
+def test_what_a_rater_sends_takes_the_plain_answer_shortcut_and_anything_odd_does_not():
+    body = {"key": "k3y-_x", "answers": {"fidelity": "left", "alignment": "tie"}, "response_time_ms": 2400}
+
+    assert apis._plain_answer(body) == {**body, "include_next": True}
+    assert apis._plain_answer({**body, "include_next": False})["include_next"] is False
+    for odd in ({"response_time_ms": "2400"}, {"key": " k3y"}, {"answers": {"fidelity": 1}}, {"extra": 1}):
+        assert apis._plain_answer({**body, **odd}) is None
