@@ -23,3 +23,11 @@ def staff_user(django_user_model):
 @pytest.fixture(autouse=True)
 def _no_hub() -> None:
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_lookups() -> None:
+    """The rater token authentication remembers recent lookups per process; each test starts without them."""
+    from drawbench.studies.authentication import forget_tokens
+
+    forget_tokens()

@@ -15,12 +15,18 @@ from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from drawbench.studies import services
-from drawbench.studies.authentication import IsRaterOfStudy, RaterSessionAuthentication, RaterTokenAuthentication
+from drawbench.studies.authentication import (
+    ERROR_TOKEN_INVALID,
+    IsRaterOfStudy,
+    RaterSessionAuthentication,
+    RaterTokenAuthentication,
+)
 from drawbench.studies.models import Assignment, Rater, Study
 from drawbench.studies.platforms import ID_MAX_LENGTH, ID_RE, PlatformIdentity
 from drawbench.studies.selectors import RaterProgress, assignment_display, rater_completion, rater_progress
@@ -125,6 +131,7 @@ class _JSONApi(APIView):
     the parser reads it, which would otherwise end as a bare 400)."""
 
     parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
 
     def handle_exception(self, exc):
         if isinstance(exc, RequestDataTooBig):
@@ -141,6 +148,12 @@ class _JSONApi(APIView):
 class _RaterApi(_JSONApi):
     authentication_classes = [RaterTokenAuthentication, RaterSessionAuthentication]
     permission_classes = [IsRaterOfStudy]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, Rater.DoesNotExist):
+            # Deleted since the token was last looked up.
+            exc = exceptions.AuthenticationFailed(ERROR_TOKEN_INVALID)
+        return super().handle_exception(exc)
 
 
 # --- operations ---------------------------------------------------------------------------------------------------

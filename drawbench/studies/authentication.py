@@ -5,14 +5,18 @@ and the permission ``IsRaterOfStudy`` admits it only to its own study's URLs. St
 make anyone a rater.
 """
 
+import copy
+import time
+
 from django.contrib.auth.models import AnonymousUser
+from django.db import connection
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, CSRFCheck, get_authorization_header
 from rest_framework.permissions import BasePermission
 
 from drawbench.studies import sql
-from drawbench.studies.models import Rater
+from drawbench.studies.models import Rater, Study
 
 # The session maps each study a visitor rates to their rater: one key per study.
 RATER_SESSION_KEY = "drawbench.rater.{study_id}"
@@ -22,6 +26,40 @@ TOKEN_KEYWORD = "Rater"
 ERROR_TOKEN_MALFORMED = "Malformed Authorization header: expected 'Rater <token>'."
 ERROR_TOKEN_INVALID = "Unknown rater token."
 ERROR_NOT_THIS_STUDY = "You are not a rater of this study: open its study link first."
+
+
+# Token → (when read, rater id, study id, the study as read, its version): a rater's token, id and study never
+# change, so a recent lookup is reused, per process, instead of a query on every request. The study's settings may
+# change meanwhile: code that must see them fresh reads them again (under the rater's lock), and the one-statement
+# answer checks the version it was given (sql.answer_and_next). A rater deleted meanwhile is unknown to those reads.
+_TOKENS: dict[str, tuple[float, int, int, Study, str | None]] = {}
+TOKEN_CACHE_SECONDS = 60.0
+TOKEN_CACHE_SIZE = 20_000
+
+
+def rater_for_token(token: str) -> Rater | None:
+    """The rater with this API token (their study loaded, and its version as `study_version`), or None."""
+    now = time.monotonic()
+    hit = _TOKENS.get(token)
+    if hit is not None and now - hit[0] < TOKEN_CACHE_SECONDS:
+        _, rater_id, study_id, study, version = hit
+        rater = Rater.from_db(connection.alias, ["id", "study_id"], [rater_id, study_id])
+        rater.study = copy.copy(study)
+        rater.study_version = version
+        return rater
+    rater = sql.rater_by_access_token(token=token)
+    if rater is None:
+        _TOKENS.pop(token, None)
+        return None
+    if len(_TOKENS) >= TOKEN_CACHE_SIZE:
+        _TOKENS.clear()
+    _TOKENS[token] = (now, rater.pk, rater.study_id, copy.copy(rater.study), rater.study_version)
+    return rater
+
+
+def forget_tokens() -> None:
+    """Drop every remembered token (tests; a deployment never needs to)."""
+    _TOKENS.clear()
 
 
 def session_rater_ids(session) -> list[int]:
@@ -41,7 +79,7 @@ class RaterTokenAuthentication(BaseAuthentication):
             token = parts[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed(ERROR_TOKEN_MALFORMED) from None
-        rater = sql.rater_by_access_token(token=token)
+        rater = rater_for_token(token)
         if rater is None:
             raise exceptions.AuthenticationFailed(ERROR_TOKEN_INVALID)
         return AnonymousUser(), rater

@@ -244,7 +244,9 @@ class Assignment(models.Model):
     gold_trial = models.ForeignKey(
         GoldTrial, null=True, blank=True, on_delete=models.PROTECT, related_name="assignments", db_index=False
     )
-    key = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    # Unique by a constraint (below) rather than unique=True, which on PostgreSQL adds a second index for LIKE
+    # queries that nothing runs.
+    key = models.CharField(max_length=64, default=new_token, editable=False)
     left_model = models.ForeignKey(
         EvaluatedModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
@@ -261,7 +263,13 @@ class Assignment(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["rater", "comparison"], name="assignment_unique_rater_comparison"),
-            models.UniqueConstraint(fields=["rater", "gold_trial"], name="assignment_unique_rater_gold_trial"),
+            models.UniqueConstraint(fields=["key"], name="assignment_unique_key"),
+            # Partial: comparison rows (gold_trial empty, never in conflict) stay out of the index.
+            models.UniqueConstraint(
+                fields=["rater", "gold_trial"],
+                condition=Q(gold_trial__isnull=False),
+                name="assignment_unique_rater_gold_trial",
+            ),
             models.CheckConstraint(
                 condition=(
                     Q(kind="comparison", comparison__isnull=False, left_model__isnull=False, gold_trial__isnull=True)

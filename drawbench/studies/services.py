@@ -980,6 +980,7 @@ def _assignment_submit_common(
         lease_until=now + timedelta(seconds=study.assignment_timeout_s),
         # An item shown with at least half its lease left keeps it (renewing is a write); else a new lease.
         renew_before=now + timedelta(seconds=study.assignment_timeout_s / 2),
+        study_version=getattr(rater, "study_version", None),
     )
     if fast is None:
         return None

@@ -148,11 +148,14 @@ def has_pending(*, rater_id: int) -> bool:
 
 
 def rater_by_access_token(*, token: str) -> Rater | None:
-    """The rater with this API token and their study (the token authentication of every API request)."""
+    """The rater with this API token and their study (the token authentication of every API request). On
+    PostgreSQL the study row's version (its xmin, which every update changes) comes along as
+    `rater.study_version`: answer_and_next can then tell whether the study is still as read here."""
     rater_fields = [field.attname for field in Rater._meta.concrete_fields]
     columns = ", ".join(f"r.{field.column}" for field in Rater._meta.concrete_fields)
+    version = "s.xmin::text" if connection.vendor == "postgresql" else "NULL"
     sql = (
-        f"SELECT {columns}, {STUDY_COLUMNS} FROM {RATER} r JOIN {STUDY} s ON s.id = r.study_id"
+        f"SELECT {columns}, {STUDY_COLUMNS}, {version} FROM {RATER} r JOIN {STUDY} s ON s.id = r.study_id"
         " WHERE r.access_token = %s"
     )
     with connection.cursor() as cursor:
@@ -162,7 +165,8 @@ def rater_by_access_token(*, token: str) -> Rater | None:
         return None
     n = len(rater_fields)
     rater = _instance(Rater, row[:n])
-    rater.study = _study_from_row(row[n:])
+    rater.study = _study_from_row(row[n:-1])
+    rater.study_version = row[-1]
     return rater
 
 
@@ -175,6 +179,8 @@ def rater_lock(*, rater_id: int, study: Study | None = None) -> tuple[Study, tup
     with connection.cursor() as cursor:
         cursor.execute(sql, [rater_id])
         row = cursor.fetchone()
+    if row is None:
+        raise Rater.DoesNotExist(f"Rater {rater_id} does not exist (any more).")
     m = len(STUDY_FIELDS)
     return _study_from_row(row[:m]), tuple(row[m:])
 
@@ -408,6 +414,7 @@ def answer_and_next(
     now: datetime,
     lease_until: datetime,
     renew_before: datetime,
+    study_version: str | None = None,
 ) -> FastAnswer | None:
     """The answer path's common case in one statement (PostgreSQL): record the answer to a served comparison and
     show the rater's next pending item. None when the statement did nothing because the case is not the common one
@@ -416,7 +423,9 @@ def answer_and_next(
 
     `choices`: (question, choice in model space if the left set is model A's, choice if it is model B's), in the
     order of the study's questions; the row says which applies. Marking the assignment answered is the row lock:
-    a second submission of the same key waits for the first, then finds it answered and does nothing. The next
+    a second submission of the same key waits for the first, then finds it answered and does nothing. With
+    `study_version` (see rater_by_access_token), it also does nothing if the study changed since `study` was read.
+    The next
     item is the rater's oldest pending one, read with its caption and image names; a comparison whose lease ends
     before `renew_before` gets a new one (`lease_until`), and is not returned if it was reclaimed meanwhile.
     """
@@ -428,6 +437,7 @@ def answer_and_next(
         f"WITH answered AS (UPDATE {ASSIGNMENT} a SET completed_at = %s FROM {COMPARISON} c, {STUDY} s"
         " WHERE a.key = %s AND a.rater_id = %s AND a.kind = 'comparison' AND a.completed_at IS NULL"
         " AND a.released_at IS NULL AND c.id = a.comparison_id AND s.id = %s AND s.status = 'open'"
+        f"{' AND s.xmin::text = %s' if study_version is not None else ''}"
         f" RETURNING {answered}, a.left_model_id = c.model_a_id AS left_is_a),"
         f" judged AS (INSERT INTO {JUDGMENT} (assignment_id, comparison_id, rater_id, question, choice,"
         " left_model_id, left_sample_ids, right_sample_ids, response_time_ms, created_at)"
@@ -446,7 +456,8 @@ def answer_and_next(
         f" FROM answered x LEFT JOIN pending n ON n.kind = 'comparison' LEFT JOIN {COMPARISON} nc"
         f" ON nc.id = n.comparison_id LEFT JOIN {PROMPT} p ON p.id = nc.prompt_id"
     )
-    params: list = [now, key, rater_id, study.pk, rater_id, response_time_ms, now]
+    params: list = [now, key, rater_id, study.pk, *([study_version] if study_version is not None else [])]
+    params += [rater_id, response_time_ms, now]
     for choice in choices:
         params += choice
     params += [renew_before, rater_id, key, lease_until, rater_id]

@@ -13,9 +13,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
+from rest_framework.test import APIClient
 
-from drawbench.studies import services, sql
-from drawbench.studies.models import Assignment, Comparison, Judgment
+from drawbench.studies import authentication, services, sql
+from drawbench.studies.models import Assignment, Comparison, Judgment, Rater, Study
 from drawbench.studies.selectors import assignment_pending_for_rater, rater_progress
 from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create
 
@@ -205,3 +206,33 @@ def test_the_pending_probe_agrees_with_the_pending_item(make_study):
 
     assert sql.has_pending(rater_id=rater.pk)
     assert assignment_pending_for_rater(rater=rater).pk == item.pk
+
+
+def test_a_remembered_token_is_reused_and_a_changed_study_is_read_afresh(on_postgresql, make_study):
+    study = make_study(n_prompts=3)
+    rater = rater_create(study=study)
+    rater_for_token = authentication.rater_for_token
+    first = rater_for_token(rater.access_token)
+
+    with CaptureQueriesContext(connection) as queries:
+        again = rater_for_token(rater.access_token)
+    assert len(queries) == 0 and (again.pk, again.study_id, again.study_version) == (
+        rater.pk, study.pk, first.study_version,
+    )  # fmt: skip
+
+    item = assignment_next_for_rater(rater=rater)
+    # The study changes after the token was looked up: the one-statement answer declines, the general path (which
+    # reads the study afresh) records the answer, with the study's new settings.
+    services.study_close(study=study)
+    with pytest.raises(services.StudyNotOpen):
+        assignment_submit(rater=again, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True)
+    assert not Judgment.objects.filter(assignment=item).exists()
+    # A rater deleted after their token was looked up is refused by the API as an unknown token.
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.OPEN)
+    gone = rater_create(study=study)
+    rater_for_token(gone.access_token)
+    Rater.objects.filter(pk=gone.pk).delete()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Rater {gone.access_token}")
+    response = client.get(f"/api/rater/{study.rater_token}/assignment/")
+    assert response.status_code == 401
