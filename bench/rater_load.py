@@ -21,7 +21,7 @@ split between the web workers, PostgreSQL and this client (read from /proc), whi
 figures, never asserts on time.
 
     .venv/bin/python bench/rater_load.py [--raters 64] [--duration 15] [--warmup 3] [--workers 2×CPUs+1]
-        [--prompts 1000] [--ratings 25] [--rounds 2] [--database-url postgres://postgres@127.0.0.1:5432/postgres]
+        [--prompts 3000] [--ratings 25] [--rounds 2] [--database-url postgres://postgres@127.0.0.1:5432/postgres]
         [--keep-database]
 """
 
@@ -413,7 +413,9 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn sync workers (2 × CPUs + 1)."
     )
-    parser.add_argument("--prompts", type=int, default=1000)
+    parser.add_argument(
+        "--prompts", type=int, default=3000, help="Enough comparisons that no rater runs out during the run."
+    )
     parser.add_argument("--ratings", type=int, default=25, help="Raters wanted per comparison.")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--keep-database", action="store_true")

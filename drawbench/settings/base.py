@@ -154,7 +154,7 @@ CACHES = {"default": env.cache("DRAWBENCH_CACHE_URL", default="locmemcache://")}
 # How many items a rater is served at once (each comparison's slot taken then, under the usual lease, renewed when
 # the item is shown): claiming comparisons costs more than answering one, so the answer path claims a batch when the
 # rater's run out. 1 serves them one at a time; more holds slots a little longer for raters who leave.
-DRAWBENCH_RATER_BATCH = env.int("DRAWBENCH_RATER_BATCH", default=8)
+DRAWBENCH_RATER_BATCH = env.int("DRAWBENCH_RATER_BATCH", default=12)
 # Benchmark prompt files are read by path, never copied into the project.
 DRAWBENCH_CSV = env("DRAWBENCH_CSV", default=str(SHARED_DIR / "drawbench" / "drawbench.csv"))
 DRAWBENCH_CATEGORIES_CSV = env("DRAWBENCH_CATEGORIES_CSV", default=str(SHARED_DIR / "drawbench" / "categories.csv"))

@@ -19,6 +19,7 @@ import io
 import itertools
 import posixpath
 import random
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -375,7 +376,7 @@ def gold_trials_prepare(*, study: Study, rng: random.Random | None = None) -> li
     existing = list(study.gold_trials.all())
     if existing:
         return existing
-    rng = rng or random.SystemRandom()
+    rng = rng or display_rng()
     k = study.samples_per_side
     models = list(study.evaluated_models.order_by("pk").values_list("pk", flat=True))
     prompts = list(study_prompts(study=study).only("id", "category"))
@@ -544,6 +545,13 @@ def rater_flags_refresh(*, study: Study, rater_ids: list[int] | None = None) -> 
 # --- serving ----------------------------------------------------------------------------------------------------
 
 
+def display_rng() -> random.Random:
+    """The generator of one request's draws (sides, image orders, gold slots): seeded with 128 bits from the
+    operating system, so that nothing a rater sees predicts the next draw, without a system call per number (a
+    batch draws hundreds)."""
+    return random.Random(secrets.randbits(128))
+
+
 def _comparison_slot_take(*, comparison_id: int, study: Study) -> bool:
     """Take one slot of this comparison if it has one free."""
     return bool(
@@ -664,7 +672,7 @@ def assignment_create(*, rater: Rater, comparison: Comparison, rng: random.Rando
 
     Refused when the comparison already has ratings_per_comparison raters (holding or done).
     """
-    rng = rng or random.SystemRandom()
+    rng = rng or display_rng()
     study = Study.objects.get(pk=rater.study_id)
     if study.status != Study.Status.OPEN:
         raise StudyNotOpen(ERROR_STUDY_NOT_OPEN)
@@ -718,7 +726,7 @@ def assignment_next_for_rater(*, rater: Rater, rng: random.Random | None = None)
     settings.DRAWBENCH_RATER_BATCH items (fewer at the cap), each a silent gold trial with probability gold_rate or a
     slot of one of the comparisons with the fewest raters they have not seen; its first item is returned.
     """
-    return _assignment_next_counted(rater=rater, rng=rng or random.SystemRandom())[0]
+    return _assignment_next_counted(rater=rater, rng=rng or display_rng())[0]
 
 
 def _assignment_next_counted(*, rater: Rater, rng: random.Random) -> tuple[Assignment | None, RaterCounts | None]:
@@ -915,7 +923,7 @@ def assignment_submit(
     costs on the answer path. Its common case (a comparison answered, a comparison next in the rater's batch, on
     PostgreSQL) is one statement; every other case runs the general path below, in one transaction.
     """
-    rng = rng or random.SystemRandom()
+    rng = rng or display_rng()
     if serve_next:
         outcome = _assignment_submit_common(
             rater=rater, key=key, answers=answers, response_time_ms=response_time_ms, rng=rng
