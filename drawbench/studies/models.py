@@ -168,6 +168,9 @@ class Rater(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True, help_text="First reached the finish page.")
     completed_at = models.DateTimeField(null=True, blank=True, help_text="Had nothing left to rate.")
+    # Items answered, practice aside: raised by the answer path with each answer it records (the progress bar reads
+    # it on every answer; counting the rows instead grew with every answer).
+    n_answered = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         constraints = [

@@ -1033,7 +1033,7 @@ def _assignment_submit_common(
         outcome.next_assignment = fast.next_assignment
         outcome.next_assignment.rater = rater
         counts = RaterCounts(
-            done=fast.done_before + 1, practice=None, held=None, comparisons=study.n_comparisons,
+            done=fast.done, practice=None, held=None, comparisons=study.n_comparisons,
             gold_trials=fast.gold_trials,
         )  # fmt: skip
         outcome.progress = counts.progress(study)
@@ -1120,6 +1120,7 @@ def _assignment_submit(
         sql.assignment_complete(assignment_id=assignment.pk, completed_at=now)
     assignment.completed_at = now
     if assignment.kind != Assignment.Kind.PRACTICE:
+        sql.rater_answered(rater_id=rater.pk)
         counts.done += 1
     outcome = SubmitOutcome(assignment=assignment, created=True, judgments=judgments, control_answers=control_answers)
     return outcome, counts

@@ -26,12 +26,10 @@ SAMPLE = Sample._meta.db_table
 STUDY = Study._meta.db_table
 
 # A rater's counts and their study's, as scalar subqueries on the rater's row `r` (indexes: assignment (rater,
-# completed_at) and (rater, comparison), goldtrial (study)), in RaterCounts' order: answered (practice aside),
-# practice served, comparisons held, the study's comparisons (counted when it was created) and gold trials.
-COUNT_DONE = (
-    f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.completed_at IS NOT NULL"
-    " AND x.kind <> 'practice')"
-)
+# completed_at) and (rater, comparison), goldtrial (study)), in RaterCounts' order: answered (practice aside: kept
+# on the rater's row by the answer path, since counting them grew with every answer), practice served, comparisons
+# held, the study's comparisons (counted when it was created) and gold trials.
+COUNT_DONE = "r.n_answered"
 COUNT_PRACTICE = f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.kind = 'practice')"
 COUNT_HELD = (
     f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.kind = 'comparison' AND x.released_at IS NULL)"
@@ -232,6 +230,12 @@ def judgments_insert(*, judgments: list[Judgment], prefix: tuple[str, list] = ("
         judgment._state.db = connection.alias
 
 
+def rater_answered(*, rater_id: int) -> None:
+    """Count one more answer (practice aside) on the rater's row."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {RATER} SET n_answered = n_answered + 1 WHERE id = %s", [rater_id])
+
+
 def assignment_complete(*, assignment_id: int, completed_at: datetime) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -374,13 +378,13 @@ def comparisons_claim(
 @dataclass
 class FastAnswer:
     """What answer_and_next did: the answered assignment, its judgments' ids by question, the rater's items answered
-    before this one (practice aside), the study's gold trials (None: not read), and the next item (None: the
+    with this one (practice aside), the study's gold trials (None: not read), and the next item (None: the
     rater's next pending item is not a comparison, or they have none)."""
 
     assignment: Assignment
     left_is_a: bool
     judgment_ids: dict[str, int]
-    done_before: int
+    done: int
     gold_trials: int | None
     next_assignment: Assignment | None
 
@@ -433,10 +437,14 @@ def answer_and_next(
     shown = ", ".join(f"p.{name}" for name in SHOWN_FIELDS)
     questions = ", ".join(["(%s, %s, %s)"] * len(choices))
     gold = COUNT_GOLD_TRIALS.replace("r.study_id", "%s") if study.gold_rate > 0 else SKIPPED
+    # The rater's row is locked first (the order every path takes: `locked` is read before any assignment row is
+    # touched), then their answer count is raised on it.
     sql = (
-        f"WITH answered AS (UPDATE {ASSIGNMENT} a SET completed_at = %s FROM {COMPARISON} c, {STUDY} s"
-        " WHERE a.key = %s AND a.rater_id = %s AND a.kind = 'comparison' AND a.completed_at IS NULL"
-        " AND a.released_at IS NULL AND c.id = a.comparison_id AND s.id = %s AND s.status = 'open'"
+        f"WITH locked AS (SELECT r.id FROM {RATER} r WHERE r.id = %s FOR UPDATE),"
+        f" answered AS (UPDATE {ASSIGNMENT} a SET completed_at = %s FROM {COMPARISON} c, {STUDY} s"
+        " WHERE a.key = %s AND a.rater_id = (SELECT id FROM locked) AND a.kind = 'comparison'"
+        " AND a.completed_at IS NULL AND a.released_at IS NULL AND c.id = a.comparison_id AND s.id = %s"
+        " AND s.status = 'open'"
         f"{' AND s.xmin::text = %s' if study_version is not None else ''}"
         f" RETURNING {answered}, a.left_model_id = c.model_a_id AS left_is_a),"
         f" judged AS (INSERT INTO {JUDGMENT} (assignment_id, comparison_id, rater_id, question, choice,"
@@ -448,19 +456,21 @@ def answer_and_next(
         " AND p.completed_at IS NULL AND p.released_at IS NULL AND p.key <> %s ORDER BY p.served_at, p.id LIMIT 1),"
         f" renewed AS (UPDATE {ASSIGNMENT} n SET expires_at = %s FROM pending WHERE n.id = pending.id"
         " AND pending.stale AND n.kind = 'comparison' AND n.completed_at IS NULL AND n.released_at IS NULL"
-        " AND EXISTS (SELECT 1 FROM answered) RETURNING n.id)"
-        f" SELECT x.*, (SELECT json_object_agg(j.question, j.id) FROM judged j), {COUNT_DONE.replace('r.id', '%s')},"
+        " AND EXISTS (SELECT 1 FROM answered) RETURNING n.id),"
+        f" counted AS (UPDATE {RATER} r SET n_answered = r.n_answered + 1 WHERE r.id = (SELECT id FROM locked)"
+        " AND EXISTS (SELECT 1 FROM answered) RETURNING r.n_answered)"
+        " SELECT x.*, (SELECT json_object_agg(j.question, j.id) FROM judged j), (SELECT n_answered FROM counted),"
         f" {gold}, n.{', n.'.join(SHOWN_FIELDS)}, n.stale AND NOT EXISTS (SELECT 1 FROM renewed), p.id, p.position,"
         f" p.text, (SELECT json_object_agg(sm.id, sm.image) FROM {SAMPLE} sm WHERE sm.id IN"
         "  (SELECT jsonb_array_elements_text(n.left_sample_ids || n.right_sample_ids)::bigint))"
         f" FROM answered x LEFT JOIN pending n ON n.kind = 'comparison' LEFT JOIN {COMPARISON} nc"
         f" ON nc.id = n.comparison_id LEFT JOIN {PROMPT} p ON p.id = nc.prompt_id"
     )
-    params: list = [now, key, rater_id, study.pk, *([study_version] if study_version is not None else [])]
+    params: list = [rater_id, now, key, study.pk, *([study_version] if study_version is not None else [])]
     params += [rater_id, response_time_ms, now]
     for choice in choices:
         params += choice
-    params += [renew_before, rater_id, key, lease_until, rater_id]
+    params += [renew_before, rater_id, key, lease_until]
     if study.gold_rate > 0:
         params.append(study.pk)
     with connection.cursor() as cursor:
@@ -470,7 +480,7 @@ def answer_and_next(
         return None
     n, m = len(ANSWERED_FIELDS), len(SHOWN_FIELDS)
     assignment = _partial(Assignment, ANSWERED_FIELDS, row[:n])
-    left_is_a, judgment_ids, done_before, gold_trials = row[n : n + 4]
+    left_is_a, judgment_ids, done, gold_trials = row[n : n + 4]
     shown_row = row[n + 4 : n + 4 + m]
     reclaimed, prompt_id, position, text, image_names = row[n + 4 + m :]
     next_assignment = None
@@ -490,7 +500,7 @@ def answer_and_next(
         assignment=assignment,
         left_is_a=left_is_a,
         judgment_ids={question: int(pk) for question, pk in _json(judgment_ids).items()},
-        done_before=done_before,
+        done=done,
         gold_trials=gold_trials,
         next_assignment=next_assignment,
     )

@@ -236,3 +236,26 @@ def test_a_remembered_token_is_reused_and_a_changed_study_is_read_afresh(on_post
     client.credentials(HTTP_AUTHORIZATION=f"Rater {gone.access_token}")
     response = client.get(f"/api/rater/{study.rater_token}/assignment/")
     assert response.status_code == 401
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=3)
+def test_the_answer_count_on_the_rater_row_is_the_number_of_items_answered(make_study):
+    study = make_study(n_prompts=6, practice_items=1, gold_rate=0.3)
+    rater = rater_create(study=study)
+    rater.study = study
+    rng = random.Random(3)
+    ties = {"fidelity": "tie", "alignment": "tie"}
+
+    item = assignment_next_for_rater(rater=rater, rng=rng)
+    while item is not None:
+        outcome = assignment_submit(
+            rater=rater, key=item.key, answers=ties, response_time_ms=900, serve_next=True, rng=rng
+        )
+        # A retry records nothing and counts nothing.
+        assignment_submit(rater=rater, key=item.key, answers=ties, response_time_ms=900, serve_next=True, rng=rng)
+        item = outcome.next_assignment
+
+    answered = Assignment.objects.filter(rater=rater, completed_at__isnull=False).exclude(kind="practice")
+    assert answered.filter(kind="gold").exists() and answered.filter(kind="comparison").count() == 6
+    assert Rater.objects.get(pk=rater.pk).n_answered == answered.count()
+    assert rater_progress(rater=rater).done == answered.count()
