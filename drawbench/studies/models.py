@@ -288,7 +288,6 @@ class Assignment(models.Model):
                 condition=Q(kind="comparison", completed_at__isnull=True, released_at__isnull=True),
                 name="assignment_live_by_expiry",
             ),
-            models.Index(fields=["rater", "completed_at"], name="assignment_rater_completed"),
             # A rater's items served and not answered yet, in the order they are shown: a few rows per rater, read
             # on every answer.
             models.Index(

@@ -956,6 +956,28 @@ def assignment_submit(
     return outcome
 
 
+def _judgments_of(
+    *, assignment: Assignment, rater: Rater, choices: Mapping[str, str], response_time_ms: int, now: datetime
+) -> list[Judgment]:
+    """The judgments of an answer to a comparison, one per question (`choices` in model space, in question order),
+    with what was displayed copied from the assignment; not saved."""
+    return [
+        Judgment(
+            assignment=assignment,
+            comparison_id=assignment.comparison_id,
+            rater=rater,
+            question=question,
+            choice=choice,
+            left_model_id=assignment.left_model_id,
+            left_sample_ids=assignment.left_sample_ids,
+            right_sample_ids=assignment.right_sample_ids,
+            response_time_ms=response_time_ms,
+            created_at=now,
+        )
+        for question, choice in choices.items()
+    ]
+
+
 def _assignment_submit_common(
     *, rater: Rater, key: str, answers: Mapping[str, str], response_time_ms: int, rng: random.Random
 ) -> SubmitOutcome | None:
@@ -995,39 +1017,16 @@ def _assignment_submit_common(
     assignment = fast.assignment
     assignment.completed_at = now
     assignment.rater = rater
-    assignment.was_released = False
-    judgments = [
-        Judgment.from_db(
-            connection.alias,
-            [
-                "id",
-                "assignment_id",
-                "comparison_id",
-                "rater_id",
-                "question",
-                "choice",
-                "left_model_id",
-                "left_sample_ids",
-                "right_sample_ids",
-                "response_time_ms",
-                "created_at",
-            ],  # fmt: skip
-            [
-                fast.judgment_ids[question],
-                assignment.pk,
-                assignment.comparison_id,
-                rater.pk,
-                question,
-                a_left if fast.left_is_a else b_left,
-                assignment.left_model_id,
-                assignment.left_sample_ids,
-                assignment.right_sample_ids,
-                response_time_ms,
-                now,
-            ],  # fmt: skip
-        )
-        for question, a_left, b_left in choices
-    ]
+    judgments = _judgments_of(
+        assignment=assignment,
+        rater=rater,
+        choices={question: a_left if fast.left_is_a else b_left for question, a_left, b_left in choices},
+        response_time_ms=response_time_ms,
+        now=now,
+    )
+    for judgment in judgments:
+        judgment.pk = fast.judgment_ids[judgment.question]
+        judgment._state.adding, judgment._state.db = False, connection.alias
     outcome = SubmitOutcome(assignment=assignment, created=True, judgments=judgments)
     if fast.next_assignment is not None:
         outcome.next_assignment = fast.next_assignment
@@ -1065,8 +1064,7 @@ def _assignment_submit(
     errors = _validate_answers(questions=study.questions, answers=answers, response_time_ms=response_time_ms)
     if errors:
         raise ValidationError(errors)
-    assignment.was_released = assignment.released_at is not None
-    if assignment.was_released:
+    if assignment.released_at is not None:
         if not _comparison_slot_take(comparison_id=assignment.comparison_id, study=study):
             raise AssignmentExpired(ERROR_ASSIGNMENT_EXPIRED, code="expired")
         assignment.released_at = None
@@ -1078,21 +1076,10 @@ def _assignment_submit(
     now = timezone.now()
     if assignment.kind == Assignment.Kind.COMPARISON:
         left_is_a = assignment.left_model_id == locked.model_a_id
-        judgments = [
-            Judgment(
-                assignment=assignment,
-                comparison_id=assignment.comparison_id,
-                rater=rater,
-                question=question,
-                choice=_to_model_space(answers[question], left_is_a=left_is_a),
-                left_model_id=assignment.left_model_id,
-                left_sample_ids=assignment.left_sample_ids,
-                right_sample_ids=assignment.right_sample_ids,
-                response_time_ms=response_time_ms,
-                created_at=now,
-            )
-            for question in study.questions
-        ]
+        choices = {question: _to_model_space(answers[question], left_is_a=left_is_a) for question in study.questions}
+        judgments = _judgments_of(
+            assignment=assignment, rater=rater, choices=choices, response_time_ms=response_time_ms, now=now
+        )
         for judgment in judgments:
             # The related rows were just read under lock and the one-answer-per-question rule is the database's (a
             # race ends in IntegrityError, turned into a clear message above): checking them again here would cost

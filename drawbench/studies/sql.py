@@ -25,8 +25,8 @@ RATER = Rater._meta.db_table
 SAMPLE = Sample._meta.db_table
 STUDY = Study._meta.db_table
 
-# A rater's counts and their study's, as scalar subqueries on the rater's row `r` (indexes: assignment (rater,
-# completed_at) and (rater, comparison), goldtrial (study)), in RaterCounts' order: answered (practice aside: kept
+# A rater's counts and their study's, as columns and scalar subqueries on the rater's row `r` (indexes: assignment
+# (rater, comparison), goldtrial (study)), in RaterCounts' order: answered (practice aside: kept
 # on the rater's row by the answer path, since counting them grew with every answer), practice served, comparisons
 # held, the study's comparisons (counted when it was created) and gold trials.
 COUNT_DONE = "r.n_answered"
@@ -63,24 +63,34 @@ def _lock(*tables: str) -> str:
 
 
 @functools.cache
-def _converters(model, vendor: str) -> list:
-    """Per concrete field, the converters the ORM applies to a value read from the database (JSON from text,
+def _field_names(model) -> tuple[str, ...]:
+    return tuple(field.attname for field in model._meta.concrete_fields)
+
+
+@functools.cache
+def _converters(model, vendor: str, names: tuple[str, ...]) -> list:
+    """Per field named, the converters the ORM applies to a value read from the database (JSON from text,
     booleans and aware datetimes on SQLite...): a raw cursor applies none."""
+    fields = {field.attname: field for field in model._meta.concrete_fields}
     converters = []
-    for field in model._meta.concrete_fields:
-        column = field.get_col(model._meta.db_table)
-        converters.append((column, connection.ops.get_db_converters(column) + field.get_db_converters(connection)))
+    for name in names:
+        column = fields[name].get_col(model._meta.db_table)
+        converters.append(
+            (column, connection.ops.get_db_converters(column) + fields[name].get_db_converters(connection))
+        )
     return converters
 
 
-def _instance(model, values):
-    """A model instance from a row of all its concrete fields, in their order, converted as the ORM does."""
+def _instance(model, values, names: tuple[str, ...] | None = None):
+    """A model instance from a row of its concrete fields (all of them, or those in `names`, in the order of the
+    model's fields; the others deferred), converted as the ORM does."""
+    names = names or _field_names(model)
     converted = []
-    for value, (column, converters) in zip(values, _converters(model, connection.vendor), strict=True):
+    for value, (column, converters) in zip(values, _converters(model, connection.vendor, names), strict=True):
         for converter in converters:
             value = converter(value, column, connection)
         converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], converted)
+    return model.from_db(connection.alias, names, converted)
 
 
 def _db_json(model, field: str, value):
@@ -395,19 +405,6 @@ ANSWERED_FIELDS = ("id", "kind", "comparison_id", "key", "left_model_id", "left_
 SHOWN_FIELDS = ("id", "kind", "comparison_id", "key", "left_sample_ids", "right_sample_ids")
 
 
-def _partial(model, names: tuple[str, ...], values) -> object:
-    """A model instance from some of its fields' database values (`names` in the order of the model's fields),
-    converted as the ORM does; the others are deferred."""
-    converters = {column.target.attname: (column, conv) for column, conv in _converters(model, connection.vendor)}
-    converted = []
-    for name, value in zip(names, values, strict=True):
-        column, chain = converters[name]
-        for converter in chain:
-            value = converter(value, column, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, names, converted)
-
-
 def answer_and_next(
     *,
     rater_id: int,
@@ -479,13 +476,13 @@ def answer_and_next(
     if row is None:
         return None
     n, m = len(ANSWERED_FIELDS), len(SHOWN_FIELDS)
-    assignment = _partial(Assignment, ANSWERED_FIELDS, row[:n])
+    assignment = _instance(Assignment, row[:n], ANSWERED_FIELDS)
     left_is_a, judgment_ids, done, gold_trials = row[n : n + 4]
     shown_row = row[n + 4 : n + 4 + m]
     reclaimed, prompt_id, position, text, image_names = row[n + 4 + m :]
     next_assignment = None
     if shown_row[0] is not None and not reclaimed:
-        next_assignment = _partial(Assignment, SHOWN_FIELDS, shown_row)
+        next_assignment = _instance(Assignment, shown_row, SHOWN_FIELDS)
         comparison = Comparison.from_db(
             connection.alias, ["id", "study_id", "prompt_id"], [next_assignment.comparison_id, study.pk, prompt_id]
         )
