@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import signal
 import socket
@@ -36,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,8 +240,8 @@ def _proc_stat(pid: int) -> tuple[str, int, float] | None:
 
 
 def cpu_seconds(web_pid: int) -> dict[str, float]:
-    """CPU seconds used so far by the web workers (gunicorn's children), PostgreSQL's processes and this client."""
-    used = {"web": 0.0, "database": 0.0, "client": 0.0}
+    """CPU seconds used so far by the web workers (gunicorn's children) and PostgreSQL's processes."""
+    used = {"web": 0.0, "database": 0.0}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -253,8 +253,6 @@ def cpu_seconds(web_pid: int) -> dict[str, float]:
             used["web"] += seconds
         elif name.startswith("postgres"):
             used["database"] += seconds
-        elif int(entry.name) == os.getpid():
-            used["client"] += seconds
     return used
 
 
@@ -267,6 +265,7 @@ class Phase:
     errors: list[str] = field(default_factory=list)
     window: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
+    used: list[int] = field(default_factory=list)
 
 
 async def _rater(session, base: str, token: str, phase: Phase, start: float, stop: float, warm: float) -> None:
@@ -302,12 +301,15 @@ async def _rater(session, base: str, token: str, phase: Phase, start: float, sto
 
 
 async def _ceiling_client(
-    session, base: str, token: str, *, keys: Iterator[str], phase: Phase, stop: float, warm: float
-) -> None:
+    session, base: str, token: str, *, keys: list[str], phase: Phase, stop: float, warm: float
+) -> int:
+    """Write judgments for these keys, one request each, until the phase stops: how many keys it used."""
     url = f"{base}/api/rater/{token}/ceiling/"
+    used = 0
     for key in keys:
         if time.monotonic() >= stop:
-            return
+            break
+        used += 1
         body = {"key": key, "fidelity": CEILING_CHOICES[0], "alignment": CEILING_CHOICES[1], "response_time_ms": 2400}
         began = time.monotonic()
         try:
@@ -325,20 +327,77 @@ async def _ceiling_client(
         if began >= warm and ended <= stop:
             phase.latencies.append(ended - began)
             phase.answers += 1
+    return used
 
 
-async def run_phase(name: str, coroutines, *, raters: int, duration: float, warmup: float, web_pid: int) -> Phase:
-    phase = Phase(name)
-    cpu_before = cpu_seconds(web_pid)
-    start = time.monotonic()
-    stop, warm = start + warmup + duration, start + warmup
-    connector = aiohttp.TCPConnector(limit=raters, force_close=False)
+@dataclass
+class Part:
+    """One client process's share of a phase: `raters` simulated raters (submit), or these raters' keys (ceiling)."""
+
+    kind: str
+    base: str
+    token: str
+    start: float
+    stop: float
+    warm: float
+    raters: int = 0
+    keys: list[list[str]] = field(default_factory=list)
+
+
+async def _run_part(part: Part) -> Phase:
+    phase = Phase(part.kind)
+    connector = aiohttp.TCPConnector(limit=max(part.raters, len(part.keys)), force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
+    await asyncio.sleep(max(0.0, part.start - time.monotonic()))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(make(session, phase, start, stop, warm) for make in coroutines))
-    phase.cpu = {part: used - cpu_before[part] for part, used in cpu_seconds(web_pid).items()}
+        if part.kind == "submit":
+            await asyncio.gather(
+                *(
+                    _rater(session, part.base, part.token, phase, part.start, part.stop, part.warm)
+                    for _ in range(part.raters)
+                )
+            )
+        else:
+            phase.used = await asyncio.gather(
+                *(
+                    _ceiling_client(
+                        session, part.base, part.token, keys=keys, phase=phase, stop=part.stop, warm=part.warm
+                    )
+                    for keys in part.keys
+                )
+            )
+    return phase
+
+
+def run_part(part: Part) -> Phase:
+    """In a client process: the part's raters on this process's event loop, and the CPU time it took."""
+    began = time.process_time()
+    phase = asyncio.run(_run_part(part))
+    phase.cpu = {"client": time.process_time() - began}
+    return phase
+
+
+def run_phase(name: str, parts: list[Part], *, pool, duration: float, web_pid: int) -> Phase:
+    """Run the parts at once, one per client process (monotonic time is the same clock in every process)."""
+    cpu_before = cpu_seconds(web_pid)
+    phases = pool.map(run_part, parts)
+    cpu = cpu_seconds(web_pid)
+    phase = merge(name, phases)
+    phase.cpu = {"web": cpu["web"] - cpu_before["web"], "database": cpu["database"] - cpu_before["database"]}
+    phase.cpu["client"] = sum(part.cpu["client"] for part in phases)
+    phase.used = [used for part in phases for used in part.used]
     phase.window = duration
     return phase
+
+
+def split(items: list, n: int) -> list[list]:
+    """`items` in n nearly equal runs."""
+    size, extra = divmod(len(items), n)
+    runs, at = [], 0
+    for i in range(n):
+        runs.append(items[at : at + size + (i < extra)])
+        at += size + (i < extra)
+    return runs
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -417,6 +476,13 @@ def main() -> None:
         "--prompts", type=int, default=3000, help="Enough comparisons that no rater runs out during the run."
     )
     parser.add_argument("--ratings", type=int, default=25, help="Raters wanted per comparison.")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="Client processes the raters are spread over (one event loop each), so that the client is not what "
+        "queues the requests.",
+    )
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args()
@@ -430,43 +496,49 @@ def main() -> None:
     with scratch_database(args.database_url, keep=args.keep_database) as database_url:
         migrate(database_url)
         django_setup(database_url)
+        from django.db import connections
+
         fixture = build_fixture(prompts=args.prompts, ratings=args.ratings, raters=args.raters)
         served = database_url_for(args.database_url, SCRATCH_DATABASE, keep_connections=True)
-        ceiling_keys = [iter(keys) for keys in fixture.ceiling_keys]
+        ceiling_keys = fixture.ceiling_keys
         submits, ceilings = [], []
-        with gunicorn(served, workers=args.workers) as (base, web_pid):
+        # Client processes are forked before anything else holds a database connection.
+        connections.close_all()
+        with (
+            gunicorn(served, workers=args.workers) as (base, web_pid),
+            multiprocessing.get_context("fork").Pool(args.clients) as pool,
+        ):
             asyncio.run(_warm_up(base, fixture.token, workers=args.workers))
+
+            def window() -> tuple[float, float, float]:
+                start = time.monotonic() + 0.5  # every client process is ready by then
+                return start, start + args.warmup + args.duration, start + args.warmup
+
             for round_ in range(1, args.rounds + 1):
-                submit = asyncio.run(
-                    run_phase(
-                        f"submit {round_}",
-                        [
-                            lambda session, phase, start, stop, warm: _rater(
-                                session, base, fixture.token, phase, start, stop, warm
-                            )
-                        ]
-                        * args.raters,
-                        raters=args.raters,
-                        duration=args.duration,
-                        warmup=args.warmup,
-                        web_pid=web_pid,
-                    )
+                start, stop, warm = window()
+                submit = run_phase(
+                    f"submit {round_}",
+                    [
+                        Part("submit", base, fixture.token, start, stop, warm, raters=len(run))
+                        for run in split(list(range(args.raters)), args.clients)
+                    ],
+                    pool=pool,
+                    duration=args.duration,
+                    web_pid=web_pid,
                 )
-                ceiling = asyncio.run(
-                    run_phase(
-                        f"ceiling {round_}",
-                        [
-                            lambda session, phase, start, stop, warm, keys=keys: _ceiling_client(
-                                session, base, fixture.ceiling_token, keys=keys, phase=phase, stop=stop, warm=warm
-                            )
-                            for keys in ceiling_keys
-                        ],
-                        raters=args.raters,
-                        duration=args.duration,
-                        warmup=args.warmup,
-                        web_pid=web_pid,
-                    )
+                start, stop, warm = window()
+                ceiling = run_phase(
+                    f"ceiling {round_}",
+                    [
+                        Part("ceiling", base, fixture.ceiling_token, start, stop, warm, keys=run)
+                        for run in split(ceiling_keys, args.clients)
+                    ],
+                    pool=pool,
+                    duration=args.duration,
+                    web_pid=web_pid,
                 )
+                # The keys a round used are not used again.
+                ceiling_keys = [keys[used:] for keys, used in zip(ceiling_keys, ceiling.used, strict=True)]
                 submits.append(submit)
                 ceilings.append(ceiling)
                 submit_rate, ceiling_rate = report(submit), report(ceiling)
@@ -479,8 +551,6 @@ def main() -> None:
             row_check(token=fixture.token, acknowledged=real.acknowledged, label="submit"),
             row_check(token=fixture.ceiling_token, acknowledged=ceiling.acknowledged, label="ceiling"),
         ]
-        from django.db import connections
-
         connections.close_all()
     p99 = 1000 * percentile(real.latencies, 0.99)
     print(

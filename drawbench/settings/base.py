@@ -155,6 +155,12 @@ CACHES = {"default": env.cache("DRAWBENCH_CACHE_URL", default="locmemcache://")}
 # the item is shown): claiming comparisons costs more than answering one, so the answer path claims a batch when the
 # rater's run out. 1 serves them one at a time; more holds slots a little longer for raters who leave.
 DRAWBENCH_RATER_BATCH = env.int("DRAWBENCH_RATER_BATCH", default=12)
+# Serve a rater's next batch once the response showing the last item of the current one has been sent, rather than
+# when that item is answered (the rater would wait for the claim). Only with batches of more than one item.
+DRAWBENCH_RATER_PREFETCH = env.bool("DRAWBENCH_RATER_PREFETCH", default=True)
+# A rater's first batch has a size drawn between 1 and DRAWBENCH_RATER_BATCH, so that raters who arrive together (a
+# crowd launch) and work at one pace do not all run out of items, and claim their next batches, at the same moment.
+DRAWBENCH_RATER_STAGGER = env.bool("DRAWBENCH_RATER_STAGGER", default=True)
 # Benchmark prompt files are read by path, never copied into the project.
 DRAWBENCH_CSV = env("DRAWBENCH_CSV", default=str(SHARED_DIR / "drawbench" / "drawbench.csv"))
 DRAWBENCH_CATEGORIES_CSV = env("DRAWBENCH_CATEGORIES_CSV", default=str(SHARED_DIR / "drawbench" / "categories.csv"))

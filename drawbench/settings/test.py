@@ -19,3 +19,6 @@ MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="drawbench-test-media-"))
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 if env("TEST_DB_NAME", default=None):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME")}
+# Whole batches from the first one, which the tests that count a rater's items rely on; the stagger has its own tests
+# (tests/studies/test_batch_prefetch.py).
+DRAWBENCH_RATER_STAGGER = False

@@ -7,6 +7,9 @@ the next item, so a rater needs one request per item. Errors are 4xx with a mess
 reclaimed, 410 study not open, 413 body too large, 429 too fast.
 """
 
+import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +34,8 @@ from drawbench.studies.models import Assignment, Rater, Study
 from drawbench.studies.platforms import ID_MAX_LENGTH, ID_RE, PlatformIdentity
 from drawbench.studies.selectors import RaterProgress, assignment_display, rater_completion, rater_progress
 from drawbench.studies.throttling import ERROR_THROTTLED, RaterStartThrottle, RaterSubmitThrottle
+
+logger = logging.getLogger(__name__)
 
 PRACTICE_FEEDBACK_SESSION_KEY = "drawbench.practice_feedback"
 ERROR_STUDY_UNKNOWN = "No study has this link."
@@ -58,6 +63,24 @@ class Conflict(exceptions.APIException):
 class Throttled(exceptions.Throttled):
     def __init__(self, wait: float | None):
         super().__init__(wait=wait, detail=ERROR_THROTTLED.format(wait=round(wait or 1)))
+
+
+class ResponseThen(Response):
+    """A response that runs `then` once it has been sent: the WSGI server calls close() after writing the body (as do
+    Django's ASGI handler and test client), so the client does not wait for it. A failure is logged; the client has
+    its answer already."""
+
+    def __init__(self, *args, then: Callable[[], object], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.then = then
+
+    def close(self):
+        try:
+            self.then()
+        except Exception:
+            logger.exception("Work after a response failed: %r", self.then)
+        finally:
+            super().close()
 
 
 # --- shared output pieces -----------------------------------------------------------------------------------------
@@ -326,7 +349,11 @@ class RaterAnswerSubmitApi(_RaterApi):
             "next": _next_data(rater, outcome.next_assignment, outcome.progress) if data["include_next"] else None,
         }
         # Built in the OutputSerializer's shape from plain values: serializing it again would only cost time.
-        return Response(output, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
+        code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
+        if outcome.refill_due:
+            # The item just served is the last the rater holds: claim their next batch once they have this one.
+            return ResponseThen(output, status=code, then=partial(services.rater_batch_prefetch, rater=rater))
+        return Response(output, status=code)
 
 
 class RaterCompletionApi(_RaterApi):

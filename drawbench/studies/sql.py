@@ -58,8 +58,16 @@ STUDY_FIELDS = [field.attname for field in Study._meta.concrete_fields]
 STUDY_COLUMNS = ", ".join(f"s.{field.column}" for field in Study._meta.concrete_fields)
 
 
+def _lock_mode() -> str:
+    """The row lock taken on rows about to be changed: NO KEY UPDATE where the database has it (PostgreSQL), which
+    excludes the other lockers as FOR UPDATE does but not the key-share locks that foreign-key checks take. Inserting
+    a judgment checks its comparison and rater that way: under FOR UPDATE, every answer to a comparison that a
+    concurrent claim had locked waited for that claim to commit."""
+    return "FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else "FOR UPDATE"
+
+
 def _lock(*tables: str) -> str:
-    return f" FOR UPDATE OF {', '.join(tables)}" if connection.features.has_select_for_update_of else ""
+    return f" {_lock_mode()} OF {', '.join(tables)}" if connection.features.has_select_for_update_of else ""
 
 
 @functools.cache
@@ -145,14 +153,15 @@ def rater_counts(*, rater_id: int) -> tuple:
         return tuple(cursor.fetchone())
 
 
-def has_pending(*, rater_id: int) -> bool:
-    """Whether the rater has an item served and not answered (nor reclaimed): one index probe."""
+def pending_count(*, rater_id: int, up_to: int = 1) -> int:
+    """How many items the rater has served and not answered (nor reclaimed), counted up to `up_to`: index probes."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {ASSIGNMENT} WHERE rater_id = %s AND completed_at IS NULL AND released_at IS NULL LIMIT 1",
-            [rater_id],
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {ASSIGNMENT} WHERE rater_id = %s AND completed_at IS NULL"
+            " AND released_at IS NULL LIMIT %s) pending",
+            [rater_id, up_to],
         )
-        return cursor.fetchone() is not None
+        return cursor.fetchone()[0]
 
 
 def rater_by_access_token(*, token: str) -> Rater | None:
@@ -273,10 +282,8 @@ def assignments_insert(*, assignments: list[Assignment]) -> None:
         "rater_id", "kind", "comparison_id", "gold_trial_id", "key", "left_model_id", "reference_on_left",
         *JSON_COLUMNS_ORDERED, "served_at", "expires_at",
     )  # fmt: skip
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    params = []
-    for assignment in assignments:
-        params += [
+    rows = [
+        [
             assignment.rater_id,
             assignment.kind,
             assignment.comparison_id,
@@ -288,10 +295,25 @@ def assignments_insert(*, assignments: list[Assignment]) -> None:
             assignment.served_at,
             assignment.expires_at,
         ]
-    sql = (
-        f"INSERT INTO {ASSIGNMENT} ({', '.join(columns)}) VALUES {', '.join([row] * len(assignments))}"
-        " RETURNING id, key"
-    )
+        for assignment in assignments
+    ]
+    if connection.vendor == "postgresql":
+        # One array per column: the statement's text is the same whatever the batch's size, so it is prepared once
+        # per connection (a VALUES list has a text, and 13 parameters, per row).
+        types = (
+            "bigint", "varchar", "bigint", "bigint", "varchar", "bigint", "boolean", "jsonb", "jsonb", "jsonb",
+            "jsonb", "timestamptz", "timestamptz",
+        )  # fmt: skip
+        arrays = ", ".join(f"%s::{type_}[]" for type_ in types)
+        sql = f"INSERT INTO {ASSIGNMENT} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) RETURNING id, key"
+        params = [list(column) for column in zip(*rows, strict=True)]
+    else:
+        row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        sql = (
+            f"INSERT INTO {ASSIGNMENT} ({', '.join(columns)}) VALUES {', '.join([row] * len(assignments))}"
+            " RETURNING id, key"
+        )
+        params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = dict((key, pk) for pk, key in cursor.fetchall())
@@ -330,7 +352,7 @@ def comparisons_claim(
     # to the end of the transaction, so two claims locking in different orders could deadlock.
     window_order, order, lock = "x.n_assigned", "candidate.n_assigned, RANDOM()", ""
     if connection.features.has_select_for_update:
-        lock = "FOR UPDATE OF c" if wait else "FOR UPDATE OF c SKIP LOCKED"
+        lock = f"{_lock_mode()} OF c" if wait else f"{_lock_mode()} OF c SKIP LOCKED"
         if wait:
             window_order, order = "x.id", "c.id"
     window = max(CLAIM_WINDOW, CLAIM_WINDOW_PER_ITEM * limit)
@@ -388,8 +410,9 @@ def comparisons_claim(
 @dataclass
 class FastAnswer:
     """What answer_and_next did: the answered assignment, its judgments' ids by question, the rater's items answered
-    with this one (practice aside), the study's gold trials (None: not read), and the next item (None: the
-    rater's next pending item is not a comparison, or they have none)."""
+    with this one (practice aside), the study's gold trials (None: not read), the next item (None: the
+    rater's next pending item is not a comparison, or they have none), and how many items the rater has pending
+    after this answer, the next one included (counted up to 2: 1 says the next item is their last)."""
 
     assignment: Assignment
     left_is_a: bool
@@ -397,6 +420,7 @@ class FastAnswer:
     done: int
     gold_trials: int | None
     next_assignment: Assignment | None
+    pending_after: int = 0
 
 
 # What the answer path reads of the answered assignment and of the next one (in the order of the model's fields):
@@ -437,7 +461,7 @@ def answer_and_next(
     # The rater's row is locked first (the order every path takes: `locked` is read before any assignment row is
     # touched), then their answer count is raised on it.
     sql = (
-        f"WITH locked AS (SELECT r.id FROM {RATER} r WHERE r.id = %s FOR UPDATE),"
+        f"WITH locked AS (SELECT r.id FROM {RATER} r WHERE r.id = %s {_lock_mode()}),"
         f" answered AS (UPDATE {ASSIGNMENT} a SET completed_at = %s FROM {COMPARISON} c, {STUDY} s"
         " WHERE a.key = %s AND a.rater_id = (SELECT id FROM locked) AND a.kind = 'comparison'"
         " AND a.completed_at IS NULL AND a.released_at IS NULL AND c.id = a.comparison_id AND s.id = %s"
@@ -457,7 +481,9 @@ def answer_and_next(
         f" counted AS (UPDATE {RATER} r SET n_answered = r.n_answered + 1 WHERE r.id = (SELECT id FROM locked)"
         " AND EXISTS (SELECT 1 FROM answered) RETURNING r.n_answered)"
         " SELECT x.*, (SELECT json_object_agg(j.question, j.id) FROM judged j), (SELECT n_answered FROM counted),"
-        f" {gold}, n.{', n.'.join(SHOWN_FIELDS)}, n.stale AND NOT EXISTS (SELECT 1 FROM renewed), p.id, p.position,"
+        f" {gold}, (SELECT COUNT(*) FROM (SELECT 1 FROM {ASSIGNMENT} q WHERE q.rater_id = %s"
+        " AND q.completed_at IS NULL AND q.released_at IS NULL AND q.key <> %s LIMIT 2) q),"
+        f" n.{', n.'.join(SHOWN_FIELDS)}, n.stale AND NOT EXISTS (SELECT 1 FROM renewed), p.id, p.position,"
         f" p.text, (SELECT json_object_agg(sm.id, sm.image) FROM {SAMPLE} sm WHERE sm.id IN"
         "  (SELECT jsonb_array_elements_text(n.left_sample_ids || n.right_sample_ids)::bigint))"
         f" FROM answered x LEFT JOIN pending n ON n.kind = 'comparison' LEFT JOIN {COMPARISON} nc"
@@ -470,6 +496,7 @@ def answer_and_next(
     params += [renew_before, rater_id, key, lease_until]
     if study.gold_rate > 0:
         params.append(study.pk)
+    params += [rater_id, key]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -477,9 +504,9 @@ def answer_and_next(
         return None
     n, m = len(ANSWERED_FIELDS), len(SHOWN_FIELDS)
     assignment = _instance(Assignment, row[:n], ANSWERED_FIELDS)
-    left_is_a, judgment_ids, done, gold_trials = row[n : n + 4]
-    shown_row = row[n + 4 : n + 4 + m]
-    reclaimed, prompt_id, position, text, image_names = row[n + 4 + m :]
+    left_is_a, judgment_ids, done, gold_trials, pending_after = row[n : n + 5]
+    shown_row = row[n + 5 : n + 5 + m]
+    reclaimed, prompt_id, position, text, image_names = row[n + 5 + m :]
     next_assignment = None
     if shown_row[0] is not None and not reclaimed:
         next_assignment = _instance(Assignment, shown_row, SHOWN_FIELDS)
@@ -500,6 +527,7 @@ def answer_and_next(
         done=done,
         gold_trials=gold_trials,
         next_assignment=next_assignment,
+        pending_after=pending_after,
     )
 
 

@@ -200,11 +200,11 @@ def test_an_answer_to_a_reclaimed_item_takes_the_general_path_and_its_slot_again
 def test_the_pending_probe_agrees_with_the_pending_item(make_study):
     study = make_study(n_prompts=2)
     rater = rater_create(study=study)
-    assert not sql.has_pending(rater_id=rater.pk)
+    assert sql.pending_count(rater_id=rater.pk) == 0
 
     item = assignment_next_for_rater(rater=rater)
 
-    assert sql.has_pending(rater_id=rater.pk)
+    assert sql.pending_count(rater_id=rater.pk) == 1
     assert assignment_pending_for_rater(rater=rater).pk == item.pk
 
 

@@ -1,0 +1,164 @@
+"""A rater's next batch is served once the response showing the last item they hold has been sent.
+
+The answer that shows a rater the last item of their batch flags it (SubmitOutcome.refill_due); the API runs
+services.rater_batch_prefetch after its response (ResponseThen: the server calls close() once the body is written,
+Django's test client too), so answering that item finds the next one waiting and is one statement again. Nothing is
+served twice: the prefetch takes the rater's lock and does nothing when they already hold more than one item.
+"""
+
+import logging
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext, override_settings
+from rest_framework.test import APIClient
+
+from drawbench.studies import services, sql
+from drawbench.studies.apis import ResponseThen
+from drawbench.studies.models import Assignment, Comparison, Judgment
+from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create, study_close
+from tests.studies.conftest import rater_client
+
+pytestmark = pytest.mark.django_db
+
+ANSWERS = {"fidelity": "left", "alignment": "tie"}
+
+
+def held(rater) -> list[str]:
+    return list(
+        Assignment.objects.filter(rater=rater, completed_at__isnull=True, released_at__isnull=True)
+        .order_by("served_at", "id")
+        .values_list("key", flat=True)
+    )
+
+
+def answer(client: APIClient, study, key: str):
+    response = client.post(
+        f"/api/rater/{study.rater_token}/answers/",
+        {"key": key, "answers": ANSWERS, "response_time_ms": 900},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()["next"]["assignment"]["key"]
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=3)
+def test_the_next_batch_is_waiting_when_the_last_item_is_answered(on_postgresql, make_study):
+    study = make_study(n_prompts=9)
+    rater = rater_create(study=study)
+    client = rater_client(rater)
+    first = client.get(f"/api/rater/{study.rater_token}/assignment/").json()["assignment"]["key"]
+    batch = held(rater)
+    assert batch[0] == first and len(batch) == 3
+
+    second = answer(client, study, first)
+    assert second == batch[1] and held(rater) == batch[1:]  # two held: nothing served ahead yet
+
+    third = answer(client, study, second)
+    # The response showed the last item of the batch; once it was sent, the next batch was served behind it.
+    assert third == batch[2]
+    queue = held(rater)
+    assert queue[0] == third and len(queue) == 4 and not set(queue[1:]) & set(batch)
+
+    with CaptureQueriesContext(connection) as queries:
+        fourth = answer(client, study, third)
+    assert fourth == queue[1]
+    # Answering the last item of a batch claimed nothing: the one-statement answer found the next item waiting.
+    assert [q["sql"][:4] for q in queries] == ["WITH"]
+    assert Judgment.objects.filter(rater=rater).count() == 2 * 3
+    assert sum(Comparison.objects.filter(study=study).values_list("n_assigned", flat=True)) == 6
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=3)
+def test_a_prefetch_after_the_batch_was_refilled_serves_nothing(make_study):
+    study = make_study(n_prompts=9)
+    rater = rater_create(study=study)
+    item = assignment_next_for_rater(rater=rater)
+    for _ in range(3):
+        outcome = assignment_submit(rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True)
+        item = outcome.next_assignment
+    # The rater answered the last item before the prefetch ran: that answer served the next batch itself.
+    assert len(held(rater)) == 3
+
+    assert services.rater_batch_prefetch(rater=rater) == []
+    assert len(held(rater)) == 3 and Assignment.objects.filter(rater=rater).count() == 6
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=3)
+def test_a_prefetch_keeps_to_the_rater_cap_and_to_the_study_being_open(make_study):
+    study = make_study(n_prompts=9, max_comparisons_per_rater=4)
+    rater = rater_create(study=study)
+    item = assignment_next_for_rater(rater=rater)
+    for _ in range(2):
+        item = assignment_submit(
+            rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True
+        ).next_assignment
+
+    served = services.rater_batch_prefetch(rater=rater)
+
+    assert len(served) == 1  # 3 served before, cap 4
+    assert services.rater_batch_prefetch(rater=rater) == []  # holds two now
+    other = rater_create(study=study)
+    assignment_next_for_rater(rater=other)
+    Assignment.objects.filter(rater=other).exclude(key=held(other)[-1]).update(completed_at=item.served_at)
+    study_close(study=study)
+    assert services.rater_batch_prefetch(rater=other) == []
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=1)
+def test_one_item_at_a_time_serves_nothing_ahead(on_postgresql, make_study):
+    study = make_study(n_prompts=4)
+    rater = rater_create(study=study)
+    client = rater_client(rater)
+    key = client.get(f"/api/rater/{study.rater_token}/assignment/").json()["assignment"]["key"]
+
+    for _ in range(2):
+        key = answer(client, study, key)
+        assert held(rater) == [key]
+
+
+def test_work_after_a_response_runs_once_it_is_closed_and_a_failure_is_logged(caplog):
+    ran = []
+    response = ResponseThen({"ok": True}, then=lambda: ran.append(1))
+    assert ran == []
+    response.close()
+    assert ran == [1]
+
+    def fail():
+        raise RuntimeError("database went away")
+
+    with caplog.at_level(logging.ERROR, logger="drawbench.studies.apis"):
+        ResponseThen({"ok": True}, then=fail).close()
+    assert "Work after a response failed" in caplog.text and "database went away" in caplog.text
+
+
+def test_the_pending_count_stops_where_it_is_told(make_study):
+    study = make_study(n_prompts=5)
+    rater = rater_create(study=study)
+    assignment_next_for_rater(rater=rater)
+    assert [sql.pending_count(rater_id=rater.pk, up_to=n) for n in (1, 2, 9)] == [1, 2, 5]
+
+
+@override_settings(DRAWBENCH_RATER_BATCH=6, DRAWBENCH_RATER_STAGGER=True)
+def test_first_batches_have_staggered_sizes_and_later_ones_are_whole(make_study):
+    study = make_study(n_prompts=30, ratings_per_comparison=40)
+    raters = [rater_create(study=study) for _ in range(24)]
+    first_sizes = []
+    for rater in raters:
+        assignment_next_for_rater(rater=rater)
+        first_sizes.append(len(held(rater)))
+    # Uniform over 1..6: 24 raters show several sizes (fewer than three has a chance below 1e-10), none out of range.
+    assert set(first_sizes) <= set(range(1, 7)) and len(set(first_sizes)) >= 3
+
+    rater = raters[first_sizes.index(min(first_sizes))]
+    item = assignment_pending_item(rater)
+    for _ in range(min(first_sizes)):
+        item = assignment_submit(
+            rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True
+        ).next_assignment
+    # Once they have answered anything, a batch is whole.
+    assert len(held(rater)) == 6
+
+
+def assignment_pending_item(rater):
+    return Assignment.objects.get(key=held(rater)[0])
