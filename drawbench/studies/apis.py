@@ -225,6 +225,8 @@ class RaterStartApi(_JSONApi):
             )
         try:
             rater = services.rater_join(study=study, identity=identity, consent=data["consent"])
+        except services.OtherSession as exc:
+            raise exceptions.PermissionDenied(exc.messages[0]) from None
         except ValidationError as exc:
             if hasattr(exc, "error_dict"):
                 raise exceptions.ValidationError(exc.message_dict) from None

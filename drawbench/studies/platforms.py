@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 
 MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
+# Where an MTurk external question's page posts the finished assignment: MTurk names the host in the link's
+# turkSubmitTo (the sandbox while a requester tests the HIT). Only MTurk's own hosts are accepted: the page posts
+# the rater's assignment id there.
+MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+MTURK_SUBMIT_PATH = "/mturk/externalSubmit"
+ERROR_MTURK_SUBMIT_TO = "The link's turkSubmitTo must be one of MTurk's hosts ({hosts}); got {value!r}."
 ID_MAX_LENGTH = 200
 # Ids of the platforms we know are letters, digits and a little punctuation; e-mail-like ids pass too.
 ID_RE = re.compile(r"^[A-Za-z0-9_.:@+\-]+$")
@@ -73,3 +79,14 @@ def platform_identity_from_query(query: Mapping[str, str]) -> PlatformIdentity |
     if len(found) > 1:
         raise ValidationError(ERROR_ID_CONFLICT.format(first=found[0][1], second=found[1][1]))
     return found[0][2] if found else None
+
+
+def mturk_submit_url(turk_submit_to: str | None) -> str:
+    """The URL an MTurk rater's finished assignment is posted to: MTurk's externalSubmit on the host the link named
+    (production when it named none); a host that is not MTurk's is refused with the parameter named."""
+    host = (turk_submit_to or MTURK_SUBMIT_HOSTS[0]).strip().rstrip("/")
+    if host not in MTURK_SUBMIT_HOSTS:
+        raise ValidationError(
+            {"turkSubmitTo": ERROR_MTURK_SUBMIT_TO.format(hosts=", ".join(MTURK_SUBMIT_HOSTS), value=turk_submit_to)}
+        )
+    return host + MTURK_SUBMIT_PATH

@@ -48,7 +48,7 @@ from drawbench.studies.models import (
     RaterFlag,
     Study,
 )
-from drawbench.studies.platforms import PlatformIdentity
+from drawbench.studies.platforms import PLATFORM_PARAMETERS, PlatformIdentity
 from drawbench.studies.selectors import (
     RaterProgress,
     assignment_pending_for_rater,
@@ -110,6 +110,10 @@ ERROR_ANSWER_MISSING = "Please answer the question: {text}"
 ERROR_ANSWER_UNEXPECTED = "Unexpected answer to {question!r}: this study does not ask that question."
 ERROR_CHOICE_UNKNOWN = "Unknown answer {choice!r} to {question!r}: expected one of left, tie, right."
 ERROR_RESPONSE_TIME = "The response time must be between 0 and {max} ms; got {value!r}."
+ERROR_OTHER_SESSION = (
+    "This {platform} id started this study in another session: the link's {parameter} is not the one it started "
+    "with. Open the study from the link of that session (or the browser you started in)."
+)
 
 
 class StudyNotOpen(ValidationError):
@@ -126,6 +130,10 @@ class AssignmentUnknown(ValidationError):
 
 class AssignmentExpired(ValidationError):
     """The assignment was reclaimed after its timeout and its comparison has gone to other raters (HTTP 409)."""
+
+
+class OtherSession(ValidationError):
+    """A crowd id seen before, arriving with another platform session than the one it started with (HTTP 403)."""
 
 
 def _positive(field: str, value, *, optional: bool = False) -> str | None:
@@ -446,14 +454,34 @@ def rater_create(
     return rater
 
 
+def rater_returning(*, study: Study, identity: PlatformIdentity | None) -> Rater | None:
+    """The rater this crowd identity already is in the study, or None (a new visitor, or no crowd id).
+
+    A crowd id is not a secret (it shows in links, screenshots, a platform's messages): the platform's session id of
+    the visit must be the one the rater started with, when one was recorded (Prolific's SESSION_ID, MTurk's
+    assignmentId), else OtherSession. The browser a rater started in keeps them without it (its session holds them).
+    """
+    if identity is None or not identity.external_id:
+        return None
+    returning = Rater.objects.filter(study=study, platform=identity.platform, external_id=identity.external_id).first()
+    if returning is not None and returning.platform_session_id not in ("", identity.platform_session_id):
+        parameter = next(
+            (session for platform, _, _, session in PLATFORM_PARAMETERS if platform == identity.platform and session),
+            "session id",
+        )
+        raise OtherSession(
+            ERROR_OTHER_SESSION.format(platform=returning.get_platform_display(), parameter=parameter),
+            code="other_session",
+        )
+    return returning
+
+
 def rater_join(*, study: Study, identity: PlatformIdentity | None = None, consent: bool = False) -> Rater:
-    """The rater a visitor of the study link is: the same one again for a crowd id seen before, else a new one."""
-    if identity is not None and identity.external_id:
-        returning = Rater.objects.filter(
-            study=study, platform=identity.platform, external_id=identity.external_id
-        ).first()
-        if returning is not None:
-            return rater_consent(rater=returning, consent=consent)
+    """The rater a visitor of the study link is: the same one again for a crowd id seen before (from the same
+    platform session: see rater_returning), else a new one."""
+    returning = rater_returning(study=study, identity=identity)
+    if returning is not None:
+        return rater_consent(rater=returning, consent=consent)
     kwargs = {}
     if identity is not None:
         kwargs = {

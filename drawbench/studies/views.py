@@ -27,7 +27,7 @@ from drawbench.studies import services
 from drawbench.studies.apis import PRACTICE_FEEDBACK_SESSION_KEY
 from drawbench.studies.authentication import RATER_SESSION_KEY
 from drawbench.studies.models import Assignment, DisplayedChoice, Question, Rater, Study
-from drawbench.studies.platforms import platform_identity_from_query
+from drawbench.studies.platforms import MTURK_SUBMIT_PATH, mturk_submit_url, platform_identity_from_query
 from drawbench.studies.selectors import (
     DisplayedQuestion,
     assignment_display,
@@ -49,6 +49,8 @@ ERROR_SESSION_MISSING = "Your rating session was not found (cookies may be off);
 ERROR_TOO_LARGE = "The request is too large: at most {limit} bytes of form data are accepted."
 ERROR_TOO_MANY_FIELDS = "The request has too many fields: at most {limit} are accepted."
 ERROR_BAD_REQUEST = "The request could not be read: {reason}"
+# Where an MTurk rater's finished assignment is posted (from the link's turkSubmitTo), per study, in their session.
+MTURK_SUBMIT_SESSION_KEY = "drawbench.mturk_submit.{study_id}"
 
 
 @functools.cache
@@ -58,13 +60,14 @@ def _storage_origin() -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
-def rater_csp(nonce: str) -> str:
+def rater_csp(nonce: str, *, form_action: Sequence[str] = ()) -> str:
     """The Content-Security-Policy of rater pages: nothing but this page's own style and script, and this site (and
-    the image storage's origin, and DRAWBENCH_CSP_IMG_SRC, for images)."""
+    the image storage's origin, and DRAWBENCH_CSP_IMG_SRC, for images; and `form_action`, where a form may post)."""
     images = " ".join(dict.fromkeys(filter(None, ["'self'", _storage_origin(), *settings.DRAWBENCH_CSP_IMG_SRC])))
+    forms = " ".join(["'self'", *form_action])
     return (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src {images}; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        f"connect-src 'self'; form-action {forms}; frame-ancestors 'none'; base-uri 'none'"
     )
 
 
@@ -75,8 +78,9 @@ def rater_page(view):
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         request.csp_nonce = secrets.token_urlsafe(16)
+        request.csp_form_action = []
         response = view(request, *args, **kwargs)
-        response["Content-Security-Policy"] = rater_csp(request.csp_nonce)
+        response["Content-Security-Policy"] = rater_csp(request.csp_nonce, form_action=request.csp_form_action)
         return response
 
     return wrapped
@@ -162,11 +166,21 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
     session_key = RATER_SESSION_KEY.format(study_id=study.pk)
     rater = _session_rater(request, study)
     if identity is not None and identity.external_id and (rater is None or rater.external_id != identity.external_id):
-        rater = Rater.objects.filter(study=study, platform=identity.platform, external_id=identity.external_id).first()
+        try:
+            rater = services.rater_returning(study=study, identity=identity)
+        except services.OtherSession as exc:
+            return _error_page(request, exc.messages[0], status=403)
         if rater is not None and (rater.consented_at is not None or not study.consent_text):
             request.session[session_key] = rater.pk
             return redirect("rater:rate", token)
     preview = identity is not None and identity.is_preview
+    if identity is not None and identity.platform == "mturk":
+        try:
+            submit_url = mturk_submit_url(request.GET.get("turkSubmitTo"))
+        except ValidationError as exc:
+            return _error_page(request, " ".join(exc.messages))
+        if not preview:
+            request.session[MTURK_SUBMIT_SESSION_KEY.format(study_id=study.pk)] = submit_url
     error = None
     if request.method == "POST" and not preview:
         consent = request.POST.get("consent") == "yes"
@@ -283,9 +297,15 @@ def done(request: HttpRequest, token: str) -> HttpResponse:
         return redirect("rater:study-entry", token)
     services.rater_finish(rater=rater)
     completion = rater_completion(rater=rater)
-    if completion is not None and completion.redirect_url:
+    mturk = None
+    if completion is not None and rater.platform == Rater.Platform.MTURK:
+        # An external question's assignment is finished by posting it back to MTurk, from this page.
+        action = request.session.get(MTURK_SUBMIT_SESSION_KEY.format(study_id=study.pk)) or mturk_submit_url(None)
+        mturk = {"action": action, "assignment_id": rater.platform_session_id}
+        request.csp_form_action.append(action.removesuffix(MTURK_SUBMIT_PATH))
+    elif completion is not None and completion.redirect_url:
         return redirect(completion.redirect_url)
-    context = {"study": study, "progress": rater_progress(rater=rater), "completion": completion}
+    context = {"study": study, "progress": rater_progress(rater=rater), "completion": completion, "mturk": mturk}
     return render(request, "rater/done.html", context)
 
 

@@ -119,3 +119,44 @@ def test_generate_open_watch_and_close_a_study(staff_client, prompt_set, tiny_mo
     assert study.status == Study.Status.CLOSED
     listing = staff_client.get(reverse("dashboard:study-list")).content.decode()
     assert "Dashboard study" in listing and "Closed" in listing
+
+
+@pytest.mark.django_db
+def test_study_new_sets_quality_control_consent_and_completion(staff_client, prompt_set, tiny_models):
+    response = _create(
+        staff_client,
+        prompt_set,
+        tiny_models,
+        consent_text="We record your answers.",
+        practice_items=2,
+        gold_rate=0.1,
+        min_gold_accuracy=0.75,
+        min_response_time_ms=1500,
+        assignment_timeout_s=600,
+        completion_code="ABCD1234",
+        completion_url="https://app.prolific.com/submissions/complete?cc=ABCD1234",
+    )
+
+    assert response.status_code == 302
+    study = Study.objects.get(name="Dashboard study")
+    assert (
+        study.consent_text, study.practice_items, study.gold_rate, study.min_gold_accuracy,
+        study.min_response_time_ms, study.assignment_timeout_s, study.completion_code, study.completion_url,
+    ) == (
+        "We record your answers.", 2, 0.1, 0.75, 1500, 600, "ABCD1234",
+        "https://app.prolific.com/submissions/complete?cc=ABCD1234",
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_study_new_leaves_empty_quality_fields_at_their_defaults_and_names_a_bad_one(
+    staff_client, prompt_set, tiny_models
+):
+    _create(staff_client, prompt_set, tiny_models, gold_rate="", completion_code="")
+    study = Study.objects.get()
+    assert (study.gold_rate, study.practice_items, study.min_response_time_ms) == (0.0, 0, 1000)
+    assert len(study.completion_code) == 8
+
+    page = _create(staff_client, prompt_set, tiny_models, name="Bad", gold_rate="1.5")
+    assert page.status_code == 200 and not Study.objects.filter(name="Bad").exists()
+    assert "Ensure this value is less than or equal to 1" in page.content.decode()

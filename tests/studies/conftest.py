@@ -91,3 +91,12 @@ def rater_client(rater: Rater) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Rater {rater.access_token}")
     return client
+
+
+def pending_keys(rater: Rater) -> list[str]:
+    """The keys of the items the rater holds (served, not answered nor reclaimed), in the order they are shown."""
+    return list(
+        Assignment.objects.filter(rater=rater, completed_at__isnull=True, released_at__isnull=True)
+        .order_by("served_at", "id")
+        .values_list("key", flat=True)
+    )

@@ -17,19 +17,27 @@ from drawbench.studies import services, sql
 from drawbench.studies.apis import ResponseThen
 from drawbench.studies.models import Assignment, Comparison, Judgment
 from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create, study_close
-from tests.studies.conftest import rater_client
+from tests.studies.conftest import pending_keys, rater_client
 
 pytestmark = pytest.mark.django_db
 
 ANSWERS = {"fidelity": "left", "alignment": "tie"}
 
 
-def held(rater) -> list[str]:
-    return list(
-        Assignment.objects.filter(rater=rater, completed_at__isnull=True, released_at__isnull=True)
-        .order_by("served_at", "id")
-        .values_list("key", flat=True)
-    )
+def start(study) -> tuple:
+    """A new rater of the study on the API: the rater, their client and the key of their first item."""
+    rater = rater_create(study=study)
+    client = rater_client(rater)
+    return rater, client, client.get(f"/api/rater/{study.rater_token}/assignment/").json()["assignment"]["key"]
+
+
+def answer_items(rater, item, n: int):
+    """Answer n items through the service, each serving the next; the last one served."""
+    for _ in range(n):
+        item = assignment_submit(
+            rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True
+        ).next_assignment
+    return item
 
 
 def answer(client: APIClient, study, key: str):
@@ -45,19 +53,17 @@ def answer(client: APIClient, study, key: str):
 @override_settings(DRAWBENCH_RATER_BATCH=3)
 def test_the_next_batch_is_waiting_when_the_last_item_is_answered(on_postgresql, make_study):
     study = make_study(n_prompts=9)
-    rater = rater_create(study=study)
-    client = rater_client(rater)
-    first = client.get(f"/api/rater/{study.rater_token}/assignment/").json()["assignment"]["key"]
-    batch = held(rater)
+    rater, client, first = start(study)
+    batch = pending_keys(rater)
     assert batch[0] == first and len(batch) == 3
 
     second = answer(client, study, first)
-    assert second == batch[1] and held(rater) == batch[1:]  # two held: nothing served ahead yet
+    assert second == batch[1] and pending_keys(rater) == batch[1:]  # two held: nothing served ahead yet
 
     third = answer(client, study, second)
     # The response showed the last item of the batch; once it was sent, the next batch was served behind it.
     assert third == batch[2]
-    queue = held(rater)
+    queue = pending_keys(rater)
     assert queue[0] == third and len(queue) == 4 and not set(queue[1:]) & set(batch)
 
     with CaptureQueriesContext(connection) as queries:
@@ -73,26 +79,19 @@ def test_the_next_batch_is_waiting_when_the_last_item_is_answered(on_postgresql,
 def test_a_prefetch_after_the_batch_was_refilled_serves_nothing(make_study):
     study = make_study(n_prompts=9)
     rater = rater_create(study=study)
-    item = assignment_next_for_rater(rater=rater)
-    for _ in range(3):
-        outcome = assignment_submit(rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True)
-        item = outcome.next_assignment
+    answer_items(rater, assignment_next_for_rater(rater=rater), 3)
     # The rater answered the last item before the prefetch ran: that answer served the next batch itself.
-    assert len(held(rater)) == 3
+    assert len(pending_keys(rater)) == 3
 
     assert services.rater_batch_prefetch(rater=rater) == []
-    assert len(held(rater)) == 3 and Assignment.objects.filter(rater=rater).count() == 6
+    assert len(pending_keys(rater)) == 3 and Assignment.objects.filter(rater=rater).count() == 6
 
 
 @override_settings(DRAWBENCH_RATER_BATCH=3)
 def test_a_prefetch_keeps_to_the_rater_cap_and_to_the_study_being_open(make_study):
     study = make_study(n_prompts=9, max_comparisons_per_rater=4)
     rater = rater_create(study=study)
-    item = assignment_next_for_rater(rater=rater)
-    for _ in range(2):
-        item = assignment_submit(
-            rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True
-        ).next_assignment
+    item = answer_items(rater, assignment_next_for_rater(rater=rater), 2)
 
     served = services.rater_batch_prefetch(rater=rater)
 
@@ -100,7 +99,7 @@ def test_a_prefetch_keeps_to_the_rater_cap_and_to_the_study_being_open(make_stud
     assert services.rater_batch_prefetch(rater=rater) == []  # holds two now
     other = rater_create(study=study)
     assignment_next_for_rater(rater=other)
-    Assignment.objects.filter(rater=other).exclude(key=held(other)[-1]).update(completed_at=item.served_at)
+    Assignment.objects.filter(rater=other).exclude(key=pending_keys(other)[-1]).update(completed_at=item.served_at)
     study_close(study=study)
     assert services.rater_batch_prefetch(rater=other) == []
 
@@ -108,13 +107,11 @@ def test_a_prefetch_keeps_to_the_rater_cap_and_to_the_study_being_open(make_stud
 @override_settings(DRAWBENCH_RATER_BATCH=1)
 def test_one_item_at_a_time_serves_nothing_ahead(on_postgresql, make_study):
     study = make_study(n_prompts=4)
-    rater = rater_create(study=study)
-    client = rater_client(rater)
-    key = client.get(f"/api/rater/{study.rater_token}/assignment/").json()["assignment"]["key"]
+    rater, client, key = start(study)
 
     for _ in range(2):
         key = answer(client, study, key)
-        assert held(rater) == [key]
+        assert pending_keys(rater) == [key]
 
 
 def test_work_after_a_response_runs_once_it_is_closed_and_a_failure_is_logged(caplog):
@@ -146,19 +143,11 @@ def test_first_batches_have_staggered_sizes_and_later_ones_are_whole(make_study)
     first_sizes = []
     for rater in raters:
         assignment_next_for_rater(rater=rater)
-        first_sizes.append(len(held(rater)))
+        first_sizes.append(len(pending_keys(rater)))
     # Uniform over 1..6: 24 raters show several sizes (fewer than three has a chance below 1e-10), none out of range.
     assert set(first_sizes) <= set(range(1, 7)) and len(set(first_sizes)) >= 3
 
     rater = raters[first_sizes.index(min(first_sizes))]
-    item = assignment_pending_item(rater)
-    for _ in range(min(first_sizes)):
-        item = assignment_submit(
-            rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True
-        ).next_assignment
+    answer_items(rater, Assignment.objects.get(key=pending_keys(rater)[0]), min(first_sizes))
     # Once they have answered anything, a batch is whole.
-    assert len(held(rater)) == 6
-
-
-def assignment_pending_item(rater):
-    return Assignment.objects.get(key=held(rater)[0])
+    assert len(pending_keys(rater)) == 6

@@ -19,18 +19,11 @@ from drawbench.studies import authentication, services, sql
 from drawbench.studies.models import Assignment, Comparison, Judgment, Rater, Study
 from drawbench.studies.selectors import assignment_pending_for_rater, rater_progress
 from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create
+from tests.studies.conftest import pending_keys
 
 pytestmark = pytest.mark.django_db
 
 ANSWERS = {"fidelity": "left", "alignment": "tie"}
-
-
-def pending_keys(rater) -> list[str]:
-    return list(
-        Assignment.objects.filter(rater=rater, completed_at__isnull=True, released_at__isnull=True)
-        .order_by("served_at", "id")
-        .values_list("key", flat=True)
-    )
 
 
 def held_slots(study) -> int:

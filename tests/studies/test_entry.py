@@ -62,6 +62,41 @@ def test_the_same_crowd_id_coming_back_is_the_same_rater_from_any_browser(make_s
     assert Rater.objects.count() == 1
 
 
+def test_a_known_crowd_id_from_another_platform_session_is_refused_and_the_first_browser_keeps_its_rater(make_study):
+    study = make_study(n_prompts=2)
+    first_browser, stranger = Client(), Client()
+    first_browser.post(entry(study, **PROLIFIC))
+    shown = first_browser.get(rate_url(study)).context["display"].key
+    guessed = PROLIFIC | {"SESSION_ID": "s-other"}
+
+    refused = stranger.get(entry(study, **guessed))
+    started = stranger.post(entry(study, **guessed))
+
+    message = services.ERROR_OTHER_SESSION.format(platform="Prolific", parameter="SESSION_ID")
+    assert refused.status_code == 403 and escape(message) in refused.content.decode()
+    assert started.status_code == 403 and Rater.objects.count() == 1
+    assert stranger.get(rate_url(study)).status_code != 200
+    # The browser the rater started in keeps them, whatever the link says.
+    assert first_browser.get(entry(study, **guessed)).status_code == 200
+    assert first_browser.get(rate_url(study)).context["display"].key == shown
+    # Through the API, too.
+    api = stranger.post(
+        reverse("api-rater-start", args=[study.rater_token]),
+        {"platform": "prolific", "external_id": PROLIFIC["PROLIFIC_PID"], "platform_session_id": "s-other"},
+        content_type="application/json",
+    )
+    assert api.status_code == 403 and api.json()["detail"] == message
+
+
+def test_a_crowd_id_that_started_without_a_session_id_comes_back_with_any(make_study):
+    study = make_study(n_prompts=1)
+    Client().post(entry(study, PROLIFIC_PID=PROLIFIC["PROLIFIC_PID"]))
+
+    back = Client().get(entry(study, **PROLIFIC))
+
+    assert back.status_code == 302 and Rater.objects.count() == 1
+
+
 def test_an_mturk_link_makes_a_rater_with_worker_hit_and_assignment_ids(client, make_study):
     study = make_study(n_prompts=1)
 
@@ -184,6 +219,41 @@ def test_a_rater_who_finished_is_sent_to_the_platform_completion_url(client, mak
     response = client.get(reverse("rater:done", args=[study.rater_token]))
 
     assert response.status_code == 302 and response["Location"] == url
+
+
+@pytest.mark.parametrize(
+    ("submit_to", "action"),
+    [
+        ("https://workersandbox.mturk.com", "https://workersandbox.mturk.com/mturk/externalSubmit"),
+        (None, "https://www.mturk.com/mturk/externalSubmit"),
+    ],
+)
+def test_an_mturk_rater_who_finished_posts_the_assignment_back_to_mturk(client, make_study, submit_to, action):
+    study = make_study(n_prompts=1, completion_code="C0DE1234", completion_url="https://example.org/done")
+    query = {"workerId": "A1B2C3D4E5", "assignmentId": "3XYZASSIGN", "hitId": "3HITHIT"}
+    client.post(entry(study, **(query | ({"turkSubmitTo": submit_to} if submit_to else {}))))
+    finish(client, study)
+
+    page = client.get(reverse("rater:done", args=[study.rater_token]))
+
+    html = page.content.decode()
+    assert page.status_code == 200  # the form, not the study's completion URL
+    assert f'<form method="post" action="{action}" id="mturk-submit">' in html
+    assert '<input type="hidden" name="assignmentId" value="3XYZASSIGN">' in html
+    assert '<input type="hidden" name="completion_code" value="C0DE1234">' in html
+    # The page may post there, and nowhere else off this site.
+    assert f"form-action 'self' {action.removesuffix('/mturk/externalSubmit')};" in page["Content-Security-Policy"]
+
+
+def test_an_mturk_link_naming_another_submit_host_is_refused(client, make_study):
+    study = make_study(n_prompts=1)
+    query = {"workerId": "A1B2C3D4E5", "assignmentId": "3XYZASSIGN", "turkSubmitTo": "https://evil.example"}
+
+    page = client.get(entry(study, **query))
+    started = client.post(entry(study, **query))
+
+    assert page.status_code == 400 and "turkSubmitTo" in page.content.decode()
+    assert started.status_code == 400 and Rater.objects.count() == 0
 
 
 def test_a_rater_who_stops_early_gets_no_completion_code(client, make_study):
