@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -149,12 +150,30 @@ def _open_study(token: str) -> Study:
     return study
 
 
+class JSONNegotiation(DefaultContentNegotiation):
+    """DRF's content negotiation with its common case answered first: one renderer, and a client that accepts
+    anything or JSON (every rater's browser and client) gets it without the Accept header being parsed. Anything
+    else (another type asked for, a format suffix or parameter) is negotiated as DRF does, 406 included."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        accept = request.META.get("HTTP_ACCEPT", "*/*")
+        if (
+            len(renderers) == 1
+            and accept in ("*/*", renderers[0].media_type)
+            and not format_suffix
+            and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            return renderers[0], renderers[0].media_type
+        return super().select_renderer(request, renderers, format_suffix)
+
+
 class _JSONApi(APIView):
     """JSON in; a body past DATA_UPLOAD_MAX_MEMORY_SIZE is a 413 that says so (Django raises RequestDataTooBig when
     the parser reads it, which would otherwise end as a bare 400)."""
 
     parser_classes = [JSONParser]
     renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONNegotiation
 
     def handle_exception(self, exc):
         if isinstance(exc, RequestDataTooBig):

@@ -20,7 +20,7 @@ import itertools
 import posixpath
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -905,6 +905,26 @@ def _batch_draw(
 # --- answers ----------------------------------------------------------------------------------------------------
 
 
+class Deferred(Sequence):
+    """A list built on first use: the one-statement answer's judgments, which the rater API never looks at (building
+    model instances costs more than a tenth of that answer's Python time)."""
+
+    def __init__(self, build: Callable[[], list]):
+        self._build: Callable[[], list] | None = build
+        self._items: list = []
+
+    def _list(self) -> list:
+        if self._build is not None:
+            self._items, self._build = self._build(), None
+        return self._items
+
+    def __getitem__(self, index):
+        return self._list()[index]
+
+    def __len__(self) -> int:
+        return len(self._list())
+
+
 @dataclass
 class SubmitOutcome:
     """What became of a submitted answer. `created` False: the same answer had been recorded before (a retry).
@@ -916,7 +936,7 @@ class SubmitOutcome:
 
     assignment: Assignment
     created: bool
-    judgments: list[Judgment] = field(default_factory=list)
+    judgments: Sequence[Judgment] = field(default_factory=list)
     control_answers: list[ControlAnswer] = field(default_factory=list)
     next_assignment: Assignment | None = None
     progress: RaterProgress | None = None
@@ -1092,17 +1112,21 @@ def _assignment_submit_common(
     assignment = fast.assignment
     assignment.completed_at = now
     assignment.rater = rater
-    judgments = _judgments_of(
-        assignment=assignment,
-        rater=rater,
-        choices={question: a_left if fast.left_is_a else b_left for question, a_left, b_left in choices},
-        response_time_ms=response_time_ms,
-        now=now,
-    )
-    for judgment in judgments:
-        judgment.pk = fast.judgment_ids[judgment.question]
-        judgment._state.adding, judgment._state.db = False, connection.alias
-    outcome = SubmitOutcome(assignment=assignment, created=True, judgments=judgments)
+
+    def recorded() -> list[Judgment]:
+        judgments = _judgments_of(
+            assignment=assignment,
+            rater=rater,
+            choices={question: a_left if fast.left_is_a else b_left for question, a_left, b_left in choices},
+            response_time_ms=response_time_ms,
+            now=now,
+        )
+        for judgment in judgments:
+            judgment.pk = fast.judgment_ids[judgment.question]
+            judgment._state.adding, judgment._state.db = False, connection.alias
+        return judgments
+
+    outcome = SubmitOutcome(assignment=assignment, created=True, judgments=Deferred(recorded))
     if fast.next_assignment is not None:
         outcome.next_assignment = fast.next_assignment
         outcome.next_assignment.rater = rater

@@ -252,3 +252,40 @@ def test_the_answer_count_on_the_rater_row_is_the_number_of_items_answered(make_
     assert answered.filter(kind="gold").exists() and answered.filter(kind="comparison").count() == 6
     assert Rater.objects.get(pk=rater.pk).n_answered == answered.count()
     assert rater_progress(rater=rater).done == answered.count()
+
+
+def test_the_one_statement_answers_judgments_are_built_once_when_first_read():
+    built = []
+    deferred = services.Deferred(lambda: built.append(1) or ["fidelity", "alignment"])
+    assert built == []
+
+    assert list(deferred) == ["fidelity", "alignment"] and len(deferred) == 2 and deferred[1] == "alignment"
+    assert built == [1]
+
+
+@pytest.mark.parametrize(
+    ("accept", "query"),
+    [
+        ("*/*", ""), ("application/json", ""), ("text/html", ""), ("application/json; indent=4", ""),
+        ("*/*", "format=json"), ("*/*", "format=api"), ("text/html, */*;q=0.8", ""),
+    ],
+)  # fmt: skip
+def test_the_rater_apis_negotiation_agrees_with_drfs(accept, query):
+    from django.http import Http404
+    from rest_framework.exceptions import NotAcceptable
+    from rest_framework.negotiation import DefaultContentNegotiation
+    from rest_framework.renderers import JSONRenderer
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from drawbench.studies.apis import JSONNegotiation
+
+    request = Request(APIRequestFactory().get(f"/x/?{query}", HTTP_ACCEPT=accept))
+    outcomes = []
+    for negotiation in (JSONNegotiation(), DefaultContentNegotiation()):
+        try:
+            renderer, media_type = negotiation.select_renderer(request, [JSONRenderer()])
+            outcomes.append((type(renderer), media_type))
+        except (NotAcceptable, Http404) as exc:
+            outcomes.append(type(exc))
+    assert outcomes[0] == outcomes[1]

@@ -83,9 +83,14 @@ def test_the_same_crowd_id_joining_twice_gets_the_same_rater_token(make_study):
     study = make_study(n_prompts=1)
 
     _, first = start(study, platform="mturk", external_id="A1B2C3", platform_session_id="3ASSIGN")
-    _, again = start(study, platform="mturk", external_id="A1B2C3")
+    _, again = start(study, platform="mturk", external_id="A1B2C3", platform_session_id="3ASSIGN")
+    # The id alone is not enough: it is not a secret (tests/studies/test_entry.py has the refusal's wording).
+    elsewhere = APIClient().post(
+        url("api-rater-start", study), {"platform": "mturk", "external_id": "A1B2C3"}, format="json"
+    )
 
     assert first["rater_token"] == again["rater_token"]
+    assert elsewhere.status_code == 403 and "rater_token" not in elsewhere.json()
     assert Rater.objects.count() == 1
 
 
