@@ -4,7 +4,8 @@ A throwaway database (created, migrated, filled, dropped at the end) holds an op
 prompts, --ratings raters per comparison, 8 samples per side (rows only: nothing reads image files on this path).
 gunicorn serves the project with --workers sync workers, each keeping its database connection (CONN_MAX_AGE).
 
-1. Real path: --raters concurrent simulated raters (one asyncio task and one HTTP connection each) join through the
+1. Real path: --raters concurrent simulated raters (one asyncio task and one HTTP connection each, spread over
+   --clients client processes, one event loop each, so that the client is not what queues requests) join through the
    rater API (POST start), fetch their first item (GET assignment), then answer both questions, item after item
    (POST answers, which returns the next item: one request per item), for --duration seconds. Everything a rater's
    request goes through is in it: token authentication, throttling, validation, the locked assignment, idempotency
@@ -17,12 +18,12 @@ The two phases alternate --rounds times (other work on the machine comes and goe
 check: judgments in the database = 2 × answers acknowledged, no (rater, comparison, question) twice, no comparison
 past its target, every slot counter equal to its assignments. The last line is the headline ratio, real / ceiling.
 The first --warmup seconds of each phase are not counted. Each phase also prints the CPU time its answers cost,
-split between the web workers, PostgreSQL and this client (read from /proc), which says where the time goes. Prints
-figures, never asserts on time.
+split between the web workers, PostgreSQL (read from /proc) and the client processes, which says where the time
+goes. Prints figures, never asserts on time.
 
     .venv/bin/python bench/rater_load.py [--raters 64] [--duration 15] [--warmup 3] [--workers 2×CPUs+1]
         [--prompts 3000] [--ratings 25] [--rounds 2] [--database-url postgres://postgres@127.0.0.1:5432/postgres]
-        [--keep-database]
+        [--clients CPUs] [--keep-database]
 """
 
 from __future__ import annotations
