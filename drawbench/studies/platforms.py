@@ -36,6 +36,11 @@ PLATFORM_PARAMETERS = (
 )
 
 
+def session_parameter(platform: str) -> str:
+    """The link parameter that carries the platform's session id (Prolific's SESSION_ID, MTurk's assignmentId)."""
+    return next((session for name, _, _, session in PLATFORM_PARAMETERS if name == platform and session), "session id")
+
+
 @dataclass(frozen=True)
 class PlatformIdentity:
     platform: str
@@ -81,12 +86,12 @@ def platform_identity_from_query(query: Mapping[str, str]) -> PlatformIdentity |
     return found[0][2] if found else None
 
 
-def mturk_submit_url(turk_submit_to: str | None) -> str:
-    """The URL an MTurk rater's finished assignment is posted to: MTurk's externalSubmit on the host the link named
-    (production when it named none); a host that is not MTurk's is refused with the parameter named."""
+def mturk_submit_host(turk_submit_to: str | None) -> str:
+    """The MTurk host an MTurk rater's finished assignment is posted to (at MTURK_SUBMIT_PATH): the one the link named
+    in turkSubmitTo, production when it named none; a host that is not MTurk's is refused with the parameter named."""
     host = (turk_submit_to or MTURK_SUBMIT_HOSTS[0]).strip().rstrip("/")
     if host not in MTURK_SUBMIT_HOSTS:
         raise ValidationError(
             {"turkSubmitTo": ERROR_MTURK_SUBMIT_TO.format(hosts=", ".join(MTURK_SUBMIT_HOSTS), value=turk_submit_to)}
         )
-    return host + MTURK_SUBMIT_PATH
+    return host

@@ -48,7 +48,7 @@ from drawbench.studies.models import (
     RaterFlag,
     Study,
 )
-from drawbench.studies.platforms import PLATFORM_PARAMETERS, PlatformIdentity
+from drawbench.studies.platforms import PlatformIdentity, session_parameter
 from drawbench.studies.selectors import (
     RaterProgress,
     assignment_pending_for_rater,
@@ -465,12 +465,10 @@ def rater_returning(*, study: Study, identity: PlatformIdentity | None) -> Rater
         return None
     returning = Rater.objects.filter(study=study, platform=identity.platform, external_id=identity.external_id).first()
     if returning is not None and returning.platform_session_id not in ("", identity.platform_session_id):
-        parameter = next(
-            (session for platform, _, _, session in PLATFORM_PARAMETERS if platform == identity.platform and session),
-            "session id",
-        )
         raise OtherSession(
-            ERROR_OTHER_SESSION.format(platform=returning.get_platform_display(), parameter=parameter),
+            ERROR_OTHER_SESSION.format(
+                platform=returning.get_platform_display(), parameter=session_parameter(identity.platform)
+            ),
             code="other_session",
         )
     return returning

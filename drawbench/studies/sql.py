@@ -158,14 +158,21 @@ def rater_counts(*, rater_id: int) -> tuple:
         return tuple(cursor.fetchone())
 
 
+def _pending_count(*, other_than_key: bool = False) -> str:
+    """SQL: how many items a rater holds (served, neither answered nor reclaimed: the rows of the
+    assignment_pending_by_rater index), counted up to a limit. Parameters: the rater's id, [a key left out,] the
+    limit."""
+    other = " AND q.key <> %s" if other_than_key else ""
+    return (
+        f"(SELECT COUNT(*) FROM (SELECT 1 FROM {ASSIGNMENT} q WHERE q.rater_id = %s AND q.completed_at IS NULL"
+        f" AND q.released_at IS NULL{other} LIMIT %s) q)"
+    )
+
+
 def pending_count(*, rater_id: int, up_to: int = 1) -> int:
     """How many items the rater has served and not answered (nor reclaimed), counted up to `up_to`: index probes."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT COUNT(*) FROM (SELECT 1 FROM {ASSIGNMENT} WHERE rater_id = %s AND completed_at IS NULL"
-            " AND released_at IS NULL LIMIT %s) pending",
-            [rater_id, up_to],
-        )
+        cursor.execute(f"SELECT {_pending_count()}", [rater_id, up_to])
         return cursor.fetchone()[0]
 
 
@@ -291,11 +298,7 @@ def assignments_insert(*, assignments: list[Assignment]) -> None:
         # The batch as one JSON document, read back as rows: the statement's text is the same whatever the batch's
         # size, so it is prepared once per connection, and the values cost one json.dumps (a VALUES list has a text,
         # and 13 parameters, per row; arrays per column cost psycopg more to write than the rest of the claim).
-        types = (
-            "bigint", "varchar", "bigint", "bigint", "varchar", "bigint", "boolean", "jsonb", "jsonb", "jsonb",
-            "jsonb", "timestamptz", "timestamptz",
-        )  # fmt: skip
-        record = ", ".join(f"{column} {type_}" for column, type_ in zip(columns, types, strict=True))
+        record = ", ".join(f"{column} {Assignment._meta.get_field(column).db_type(connection)}" for column in columns)
         sql = (
             f"INSERT INTO {ASSIGNMENT} ({', '.join(columns)}) SELECT {', '.join(columns)}"
             f" FROM jsonb_to_recordset(%s::jsonb) AS x({record}) RETURNING id, key"
@@ -308,9 +311,9 @@ def assignments_insert(*, assignments: list[Assignment]) -> None:
             " RETURNING id, key"
         )
         params = [
-            _db_json(Assignment, column, value) if column in JSON_COLUMNS_ORDERED else value
-            for assignment in assignments
-            for column, value in ((column, getattr(assignment, column)) for column in columns)
+            _db_json(Assignment, column, getattr(a, column)) if column in JSON_COLUMNS_ORDERED else getattr(a, column)
+            for a in assignments
+            for column in columns
         ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -479,8 +482,7 @@ def answer_and_next(
         f" counted AS (UPDATE {RATER} r SET n_answered = r.n_answered + 1 WHERE r.id = (SELECT id FROM locked)"
         " AND EXISTS (SELECT 1 FROM answered) RETURNING r.n_answered)"
         " SELECT x.*, (SELECT json_object_agg(j.question, j.id) FROM judged j), (SELECT n_answered FROM counted),"
-        f" {gold}, (SELECT COUNT(*) FROM (SELECT 1 FROM {ASSIGNMENT} q WHERE q.rater_id = %s"
-        " AND q.completed_at IS NULL AND q.released_at IS NULL AND q.key <> %s LIMIT 2) q),"
+        f" {gold}, {_pending_count(other_than_key=True)},"
         f" n.{', n.'.join(SHOWN_FIELDS)}, n.stale AND NOT EXISTS (SELECT 1 FROM renewed), p.id, p.position,"
         f" p.text, (SELECT json_object_agg(sm.id, sm.image) FROM {SAMPLE} sm WHERE sm.id IN"
         "  (SELECT jsonb_array_elements_text(n.left_sample_ids || n.right_sample_ids)::bigint))"
@@ -494,7 +496,7 @@ def answer_and_next(
     params += [renew_before, rater_id, key, lease_until]
     if study.gold_rate > 0:
         params.append(study.pk)
-    params += [rater_id, key]
+    params += [rater_id, key, 2]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

@@ -27,7 +27,7 @@ from drawbench.studies import services
 from drawbench.studies.apis import PRACTICE_FEEDBACK_SESSION_KEY
 from drawbench.studies.authentication import RATER_SESSION_KEY
 from drawbench.studies.models import Assignment, DisplayedChoice, Question, Rater, Study
-from drawbench.studies.platforms import MTURK_SUBMIT_PATH, mturk_submit_url, platform_identity_from_query
+from drawbench.studies.platforms import MTURK_SUBMIT_PATH, mturk_submit_host, platform_identity_from_query
 from drawbench.studies.selectors import (
     DisplayedQuestion,
     assignment_display,
@@ -49,7 +49,8 @@ ERROR_SESSION_MISSING = "Your rating session was not found (cookies may be off);
 ERROR_TOO_LARGE = "The request is too large: at most {limit} bytes of form data are accepted."
 ERROR_TOO_MANY_FIELDS = "The request has too many fields: at most {limit} are accepted."
 ERROR_BAD_REQUEST = "The request could not be read: {reason}"
-# Where an MTurk rater's finished assignment is posted (from the link's turkSubmitTo), per study, in their session.
+# The MTurk host an MTurk rater's finished assignment is posted to (the link's turkSubmitTo), per study, in their
+# session.
 MTURK_SUBMIT_SESSION_KEY = "drawbench.mturk_submit.{study_id}"
 
 
@@ -176,11 +177,11 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
     preview = identity is not None and identity.is_preview
     if identity is not None and identity.platform == "mturk":
         try:
-            submit_url = mturk_submit_url(request.GET.get("turkSubmitTo"))
+            submit_host = mturk_submit_host(request.GET.get("turkSubmitTo"))
         except ValidationError as exc:
             return _error_page(request, " ".join(exc.messages))
         if not preview:
-            request.session[MTURK_SUBMIT_SESSION_KEY.format(study_id=study.pk)] = submit_url
+            request.session[MTURK_SUBMIT_SESSION_KEY.format(study_id=study.pk)] = submit_host
     error = None
     if request.method == "POST" and not preview:
         consent = request.POST.get("consent") == "yes"
@@ -300,9 +301,9 @@ def done(request: HttpRequest, token: str) -> HttpResponse:
     mturk = None
     if completion is not None and rater.platform == Rater.Platform.MTURK:
         # An external question's assignment is finished by posting it back to MTurk, from this page.
-        action = request.session.get(MTURK_SUBMIT_SESSION_KEY.format(study_id=study.pk)) or mturk_submit_url(None)
-        mturk = {"action": action, "assignment_id": rater.platform_session_id}
-        request.csp_form_action.append(action.removesuffix(MTURK_SUBMIT_PATH))
+        host = request.session.get(MTURK_SUBMIT_SESSION_KEY.format(study_id=study.pk)) or mturk_submit_host(None)
+        mturk = {"action": host + MTURK_SUBMIT_PATH, "assignment_id": rater.platform_session_id}
+        request.csp_form_action.append(host)
     elif completion is not None and completion.redirect_url:
         return redirect(completion.redirect_url)
     context = {"study": study, "progress": rater_progress(rater=rater), "completion": completion, "mturk": mturk}
