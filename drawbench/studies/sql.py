@@ -158,21 +158,24 @@ def rater_counts(*, rater_id: int) -> tuple:
         return tuple(cursor.fetchone())
 
 
-def _pending_count(*, other_than_key: bool = False) -> str:
+def _pending_count(*, up_to: int, other_than_key: bool = False) -> str:
     """SQL: how many items a rater holds (served, neither answered nor reclaimed: the rows of the
-    assignment_pending_by_rater index), counted up to a limit. Parameters: the rater's id, [a key left out,] the
-    limit."""
+    assignment_pending_by_rater index), counted up to `up_to`. Parameters: the rater's id[, a key left out].
+
+    Read in that index's order, so that the planner takes it whatever the statistics say: with statistics in which
+    every assignment looked pending (rater_load's fixture), the plain count read all of the rater's assignments
+    through the (rater, comparison) index instead, on every answer."""
     other = " AND q.key <> %s" if other_than_key else ""
     return (
         f"(SELECT COUNT(*) FROM (SELECT 1 FROM {ASSIGNMENT} q WHERE q.rater_id = %s AND q.completed_at IS NULL"
-        f" AND q.released_at IS NULL{other} LIMIT %s) q)"
+        f" AND q.released_at IS NULL{other} ORDER BY q.served_at, q.id LIMIT {int(up_to)}) q)"
     )
 
 
 def pending_count(*, rater_id: int, up_to: int = 1) -> int:
     """How many items the rater has served and not answered (nor reclaimed), counted up to `up_to`: index probes."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {_pending_count()}", [rater_id, up_to])
+        cursor.execute(f"SELECT {_pending_count(up_to=up_to)}", [rater_id])
         return cursor.fetchone()[0]
 
 
@@ -482,7 +485,7 @@ def answer_and_next(
         f" counted AS (UPDATE {RATER} r SET n_answered = r.n_answered + 1 WHERE r.id = (SELECT id FROM locked)"
         " AND EXISTS (SELECT 1 FROM answered) RETURNING r.n_answered)"
         " SELECT x.*, (SELECT json_object_agg(j.question, j.id) FROM judged j), (SELECT n_answered FROM counted),"
-        f" {gold}, {_pending_count(other_than_key=True)},"
+        f" {gold}, {_pending_count(up_to=2, other_than_key=True)},"
         f" n.{', n.'.join(SHOWN_FIELDS)}, n.stale AND NOT EXISTS (SELECT 1 FROM renewed), p.id, p.position,"
         f" p.text, (SELECT json_object_agg(sm.id, sm.image) FROM {SAMPLE} sm WHERE sm.id IN"
         "  (SELECT jsonb_array_elements_text(n.left_sample_ids || n.right_sample_ids)::bigint))"
@@ -496,7 +499,7 @@ def answer_and_next(
     params += [renew_before, rater_id, key, lease_until]
     if study.gold_rate > 0:
         params.append(study.pk)
-    params += [rater_id, key, 2]
+    params += [rater_id, key]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
