@@ -1016,13 +1016,14 @@ def assignment_submit(
     costs on the answer path. Its common case (a comparison answered, a comparison next in the rater's batch, on
     PostgreSQL) is one statement; every other case runs the general path below, in one transaction.
     """
-    rng = rng or display_rng()
     if serve_next:
         outcome = _assignment_submit_common(
             rater=rater, key=key, answers=answers, response_time_ms=response_time_ms, rng=rng
         )
         if outcome is not None:
             return outcome
+    # Made here rather than first: the common case above draws nothing unless it serves a batch inline.
+    rng = rng or display_rng()
     missed = False
     try:
         with transaction.atomic():
@@ -1072,7 +1073,7 @@ def _judgments_of(
 
 
 def _assignment_submit_common(
-    *, rater: Rater, key: str, answers: Mapping[str, str], response_time_ms: int, rng: random.Random
+    *, rater: Rater, key: str, answers: Mapping[str, str], response_time_ms: int, rng: random.Random | None
 ) -> SubmitOutcome | None:
     """assignment_submit's common case, on PostgreSQL: valid answers to a served comparison of an open study, the
     rater's next item a comparison served with it. One statement records the answer and reads the next item
@@ -1137,7 +1138,7 @@ def _assignment_submit_common(
             fast.pending_after <= 1 and settings.DRAWBENCH_RATER_PREFETCH and settings.DRAWBENCH_RATER_BATCH > 1
         )
     else:
-        outcome.next_assignment, counts = _assignment_next_counted(rater=rater, rng=rng)
+        outcome.next_assignment, counts = _assignment_next_counted(rater=rater, rng=rng or display_rng())
         has_counts = counts is not None and outcome.next_assignment is not None
         outcome.progress = counts.progress(rater.study) if has_counts else rater_progress(rater=rater)
     return outcome

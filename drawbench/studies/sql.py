@@ -290,22 +290,34 @@ def samples_of(*, prompt_id: int, model_ids: list[int]) -> list[tuple[int, int, 
         return cursor.fetchall()
 
 
+JSON_COLUMNS_ORDERED = ("left_sample_ids", "right_sample_ids", "left_images", "right_images")
+ASSIGNMENT_INSERT_COLUMNS = (
+    "rater_id", "kind", "comparison_id", "gold_trial_id", "key", "left_model_id", "reference_on_left",
+    *JSON_COLUMNS_ORDERED, "served_at", "expires_at",
+)  # fmt: skip
+
+
+@functools.cache
+def _assignments_insert_json_sql(vendor: str) -> str:
+    """assignments_insert's statement on PostgreSQL: the record's column types read from the model's fields (once:
+    asking the fields costs more than the rest of building a batch's parameters)."""
+    columns = ASSIGNMENT_INSERT_COLUMNS
+    record = ", ".join(f"{column} {Assignment._meta.get_field(column).db_type(connection)}" for column in columns)
+    return (
+        f"INSERT INTO {ASSIGNMENT} ({', '.join(columns)}) SELECT {', '.join(columns)}"
+        f" FROM jsonb_to_recordset(%s::jsonb) AS x({record}) RETURNING id, key"
+    )
+
+
 def assignments_insert(*, assignments: list[Assignment]) -> None:
     """Insert new assignments (comparisons and controls) in one statement, in list order (the order a rater is
     served them); their ids are set on them."""
-    columns = (
-        "rater_id", "kind", "comparison_id", "gold_trial_id", "key", "left_model_id", "reference_on_left",
-        *JSON_COLUMNS_ORDERED, "served_at", "expires_at",
-    )  # fmt: skip
+    columns = ASSIGNMENT_INSERT_COLUMNS
     if connection.vendor == "postgresql":
         # The batch as one JSON document, read back as rows: the statement's text is the same whatever the batch's
         # size, so it is prepared once per connection, and the values cost one json.dumps (a VALUES list has a text,
         # and 13 parameters, per row; arrays per column cost psycopg more to write than the rest of the claim).
-        record = ", ".join(f"{column} {Assignment._meta.get_field(column).db_type(connection)}" for column in columns)
-        sql = (
-            f"INSERT INTO {ASSIGNMENT} ({', '.join(columns)}) SELECT {', '.join(columns)}"
-            f" FROM jsonb_to_recordset(%s::jsonb) AS x({record}) RETURNING id, key"
-        )
+        sql = _assignments_insert_json_sql(connection.vendor)
         params = [json.dumps([{column: _plain(getattr(a, column)) for column in columns} for a in assignments])]
     else:
         row = "(" + ", ".join(["%s"] * len(columns)) + ")"
@@ -333,7 +345,6 @@ def assignments_insert(*, assignments: list[Assignment]) -> None:
 # costs an index probe (64 cost twice what 16 do: 1.5 against 0.8 ms of PostgreSQL time).
 CLAIM_WINDOW = 16
 CLAIM_WINDOW_PER_ITEM = 3
-JSON_COLUMNS_ORDERED = ("left_sample_ids", "right_sample_ids", "left_images", "right_images")
 
 
 def comparisons_claim(
