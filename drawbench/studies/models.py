@@ -125,7 +125,9 @@ class Study(models.Model):
 class Comparison(models.Model):
     """One prompt, two models. Both sides' samples are of this one prompt by construction."""
 
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="comparisons")
+    # No index of its own: comparison_open_slots and comparison_unique lead with it, and every index costs each
+    # claim (a claim's update of n_assigned writes an entry in each).
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="comparisons", db_index=False)
     prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="comparisons")
     model_a = models.ForeignKey(EvaluatedModel, on_delete=models.PROTECT, related_name="+")
     model_b = models.ForeignKey(EvaluatedModel, on_delete=models.PROTECT, related_name="+")
@@ -315,7 +317,8 @@ class Judgment(models.Model):
 
     assignment = models.ForeignKey(Assignment, on_delete=models.PROTECT, related_name="judgments")
     comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="judgments")
-    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="judgments")
+    # No index of its own: judgment_unique_answer leads with it (each index costs every answer two entries).
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="judgments", db_index=False)
     question = models.CharField(max_length=16, choices=Question.choices)
     choice = models.CharField(max_length=3, choices=Choice.choices)
     left_model = models.ForeignKey(EvaluatedModel, on_delete=models.PROTECT, related_name="+")
