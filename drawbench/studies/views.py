@@ -175,7 +175,7 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
             request.session[session_key] = rater.pk
             return redirect("rater:rate", token)
     preview = identity is not None and identity.is_preview
-    if identity is not None and identity.platform == "mturk":
+    if identity is not None and identity.platform == Rater.Platform.MTURK:
         try:
             submit_host = mturk_submit_host(request.GET.get("turkSubmitTo"))
         except ValidationError as exc:

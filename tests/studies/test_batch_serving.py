@@ -11,11 +11,17 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.http import Http404
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
-from rest_framework.test import APIClient
+from rest_framework.exceptions import NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
 
 from drawbench.studies import authentication, services, sql
+from drawbench.studies.apis import JSONNegotiation
 from drawbench.studies.models import Assignment, Comparison, Judgment, Rater, Study
 from drawbench.studies.selectors import assignment_pending_for_rater, rater_progress
 from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create
@@ -271,15 +277,6 @@ def test_the_one_statement_answers_judgments_are_built_once_when_first_read():
     ],
 )  # fmt: skip
 def test_the_rater_apis_negotiation_agrees_with_drfs(accept, query):
-    from django.http import Http404
-    from rest_framework.exceptions import NotAcceptable
-    from rest_framework.negotiation import DefaultContentNegotiation
-    from rest_framework.renderers import JSONRenderer
-    from rest_framework.request import Request
-    from rest_framework.test import APIRequestFactory
-
-    from drawbench.studies.apis import JSONNegotiation
-
     request = Request(APIRequestFactory().get(f"/x/?{query}", HTTP_ACCEPT=accept))
     outcomes = []
     for negotiation in (JSONNegotiation(), DefaultContentNegotiation()):
