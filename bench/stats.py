@@ -34,6 +34,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drawbench.results import agreement, intervals, simulate  # noqa: E402
+from drawbench.results.intervals import core as interval_core  # noqa: E402
 
 QUESTIONS = ("fidelity", "alignment")
 METHODS = (
@@ -252,7 +253,7 @@ def full_report(frame: pd.DataFrame, *, B: int, seed: int) -> tuple[dict, dict[s
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         return value
 
-    whole = timed("validate and factorise", intervals.judgment_arrays, frame)
+    whole = timed("validate and factorise", interval_core.judgment_arrays, frame)
     rows = []
     for index, question in enumerate(QUESTIONS):
         arrays = timed("split by question", whole.subset, frame_question_codes(frame) == index, question=question)
@@ -358,8 +359,8 @@ def postgres_round_trip(frame: pd.DataFrame, *, B: int, seed: int, base_url: str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--judgments", type=int, default=1_000_000)
-    parser.add_argument("--B", type=int, default=intervals.DEFAULT_B)
-    parser.add_argument("--seed", type=int, default=intervals.DEFAULT_SEED)
+    parser.add_argument("--B", type=int, default=interval_core.DEFAULT_B)
+    parser.add_argument("--seed", type=int, default=interval_core.DEFAULT_SEED)
     parser.add_argument("--naive-resamples", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=1, help="run the report this many times; print the fastest")
     parser.add_argument("--study", type=int, help="read this study of DATABASE_URL through the export path")

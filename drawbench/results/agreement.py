@@ -18,15 +18,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from drawbench.results.intervals import (
+from drawbench.results.intervals.cluster import two_way_cluster_batch
+from drawbench.results.intervals.core import (
     DEFAULT_LEVEL,
     TARGET_POPULATION,
     JudgmentArrays,
     choice_codes,
     judgment_arrays,
-    two_way_cluster_batch,
-    wilson_bounds,
 )
+from drawbench.results.intervals.score import wilson_bounds
 
 Level = Literal["nominal", "ordinal", "interval"]
 UNIT_COLUMNS = ("question", "prompt_id", "model_a", "model_b")

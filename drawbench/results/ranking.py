@@ -26,18 +26,16 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from drawbench.results.intervals import (
+from drawbench.results.intervals import DEFAULT_METHOD, Method, preference_interval
+from drawbench.results.intervals.bootstrap import prompt_weights
+from drawbench.results.intervals.core import (
     DEFAULT_B,
     DEFAULT_LEVEL,
-    DEFAULT_METHOD,
     DEFAULT_SEED,
     TARGET_POPULATION,
     TIE_CONVENTION,
     Layout,
-    Method,
     choice_codes,
-    preference_interval,
-    prompt_weights,
 )
 
 PairModel = Literal["bradley_terry", "davidson"]

@@ -32,21 +32,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from drawbench.results.intervals import (
-    CHOICES,
-    DEFAULT_B,
-    DEFAULT_LEVEL,
-    DEFAULT_METHOD,
-    SCORE_OF_CHOICE,
-    Correction,
-    DfRule,
-    Layout,
-    Method,
-    interval_batch,
-    permutation_pvalues_batch,
-    t_quantile,
-    two_way_cluster_batch,
-)
+from drawbench.results.intervals import DEFAULT_METHOD, Method, interval_batch, t_quantile
+from drawbench.results.intervals.bootstrap import permutation_pvalues_batch
+from drawbench.results.intervals.cluster import Correction, DfRule, two_way_cluster_batch
+from drawbench.results.intervals.core import CHOICES, DEFAULT_B, DEFAULT_LEVEL, SCORE_OF_CHOICE, Layout
 
 DRAWBENCH_CATEGORIES: tuple[tuple[str, int], ...] = (
     ("Colors", 25),

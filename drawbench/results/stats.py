@@ -32,17 +32,19 @@ import numpy as np
 import pandas as pd
 
 from drawbench.results import agreement, intervals, ranking
+from drawbench.results.intervals import cluster as interval_cluster
+from drawbench.results.intervals import core as interval_core
 
 DEFAULT_INTERVAL_METHOD: intervals.Method = intervals.DEFAULT_METHOD
-DEFAULT_LEVEL = intervals.DEFAULT_LEVEL
-DEFAULT_B = intervals.DEFAULT_B
-DEFAULT_SEED = intervals.DEFAULT_SEED
-LOW_PRECISION_PROMPTS = intervals.LOW_PRECISION_MIN_PROMPTS
-LOW_PRECISION_RATERS = intervals.LOW_PRECISION_MIN_RATERS
-TARGET_POPULATION = intervals.TARGET_POPULATION
+DEFAULT_LEVEL = interval_core.DEFAULT_LEVEL
+DEFAULT_B = interval_core.DEFAULT_B
+DEFAULT_SEED = interval_core.DEFAULT_SEED
+LOW_PRECISION_PROMPTS = interval_core.LOW_PRECISION_MIN_PROMPTS
+LOW_PRECISION_RATERS = interval_core.LOW_PRECISION_MIN_RATERS
+TARGET_POPULATION = interval_core.TARGET_POPULATION
 TIE_CONVENTION = "ties_half"
 TIE_CONVENTION_LABEL = "ties count as half: s = A + ½·tie"
-CHOICES = intervals.CHOICES
+CHOICES = interval_core.CHOICES
 SCOPE_OVERALL = "overall"
 SCOPE_CATEGORY = "category"
 POSITION_BIAS_METHOD = "two_way_cluster_t"
@@ -158,7 +160,7 @@ def _category_order(frame: pd.DataFrame) -> list[str]:
     return sorted(frame["category"].unique())
 
 
-def _scope_agreement(arrays: intervals.JudgmentArrays) -> list[dict[str, Any]]:
+def _scope_agreement(arrays: interval_core.JudgmentArrays) -> list[dict[str, Any]]:
     """α nominal and ordinal, raw agreement and pairable units per scope (overall, then each category): the units
     are the prompts (one question, one pair of models); None where a statistic is undefined."""
     layout = arrays.layout
@@ -182,7 +184,7 @@ def _scope_agreement(arrays: intervals.JudgmentArrays) -> list[dict[str, Any]]:
     return out
 
 
-def _scope_position_bias(arrays: intervals.JudgmentArrays, level: float) -> list[dict[str, Any]]:
+def _scope_position_bias(arrays: interval_core.JudgmentArrays, level: float) -> list[dict[str, Any]]:
     """P(left | decisive) per scope (overall, then each category) with the two-way cluster-robust t interval."""
     n_scopes = 1 + arrays.layout.n_categories
     empty = {"n_decisive": 0, "left_rate": None, "left_rate_low": None, "left_rate_high": None}
@@ -194,7 +196,7 @@ def _scope_position_bias(arrays: intervals.JudgmentArrays, level: float) -> list
     if not decisive.any():
         return out
     sub = arrays.subset(decisive)
-    result = intervals.two_way_cluster_batch(left[decisive].astype(float), sub.layout, level=level)
+    result = interval_cluster.two_way_cluster_batch(left[decisive].astype(float), sub.layout, level=level)
     names = arrays.layout.category_names
     index_of = {name: 1 + index for index, name in enumerate(names)}
     targets = [0] + [index_of[name] for name in sub.layout.category_names]
@@ -220,7 +222,7 @@ def pair_rows(
     ``part`` holds that question's judgments of that pair, in one orientation.
     """
     method_check(method)
-    arrays = intervals.judgment_arrays(_with_left_is_a(part))
+    arrays = interval_core.judgment_arrays(_with_left_is_a(part))
     computed = intervals.preference_rows(arrays, [method], level=level, B=B, seed=seed)
     agreements = _scope_agreement(arrays)
     biases = _scope_position_bias(arrays, level)

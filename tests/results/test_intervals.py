@@ -10,6 +10,7 @@ from scipy import stats
 
 from drawbench.results import intervals as iv
 from drawbench.results import simulate as sim
+from drawbench.results.intervals import bootstrap, cluster, core, score
 
 
 def frame_of(rows):
@@ -32,14 +33,14 @@ def test_preference_shares_count_ties_as_half():
 
 def test_wilson_bounds_match_newcombe_1998_example():
     # Newcombe (1998), Statistics in Medicine 17:857, example 81/263: Wilson 0.2553 to 0.3662.
-    low, high = iv.wilson_bounds(np.array(81 / 263), np.array(263))
+    low, high = score.wilson_bounds(np.array(81 / 263), np.array(263))
     assert (round(float(low), 4), round(float(high), 4)) == (0.2553, 0.3662)
 
 
 def test_goodman_intervals_are_wilson_intervals_at_the_bonferroni_level():
     counts = np.array([57, 21, 22])
-    low, high = iv.goodman_bounds(counts, 0.95)
-    w_low, w_high = iv.wilson_bounds(counts / counts.sum(), counts.sum(), 1 - 0.05 / 3)
+    low, high = score.goodman_bounds(counts, 0.95)
+    w_low, w_high = score.wilson_bounds(counts / counts.sum(), counts.sum(), 1 - 0.05 / 3)
     np.testing.assert_allclose(low, w_low, rtol=1e-12)
     np.testing.assert_allclose(high, w_high, rtol=1e-12)
 
@@ -47,20 +48,20 @@ def test_goodman_intervals_are_wilson_intervals_at_the_bonferroni_level():
 def test_judgment_arrays_reject_an_unknown_choice_naming_the_row():
     frame = frame_of([(1, "c", 1, "A"), (1, "c", 2, "left")])
     with pytest.raises(ValueError, match=r"Column 'choice', row 1: 'left' is not one of A, tie, B"):
-        iv.judgment_arrays(frame)
+        core.judgment_arrays(frame)
 
 
 def test_judgment_arrays_reject_missing_columns_and_values():
     with pytest.raises(ValueError, match="lacks column\\(s\\) rater_id"):
-        iv.judgment_arrays(frame_of([(1, "c", 1, "A")]).drop(columns="rater_id"))
+        core.judgment_arrays(frame_of([(1, "c", 1, "A")]).drop(columns="rater_id"))
     with pytest.raises(ValueError, match="Column 'rater_id', row 1: missing value"):
-        iv.judgment_arrays(frame_of([(1, "c", 1, "A"), (1, "c", None, "B")]))
+        core.judgment_arrays(frame_of([(1, "c", 1, "A"), (1, "c", None, "B")]))
 
 
 def test_judgment_arrays_reject_a_prompt_in_two_categories():
     frame = frame_of([(1, "Colors", 1, "A"), (1, "Counting", 2, "B")])
     with pytest.raises(ValueError, match="prompt 1 appears in more than one category"):
-        iv.judgment_arrays(frame)
+        core.judgment_arrays(frame)
 
 
 def test_two_way_cluster_variance_reduces_to_the_stratified_prompt_cluster_variance_when_raters_rate_once():
@@ -94,13 +95,13 @@ def test_two_way_cluster_variance_is_unbiased_in_a_balanced_crossed_design():
     P, R, studies = 30, 4, 4000
     prompt = np.repeat(np.arange(P), R)
     rater = np.tile(np.arange(R), P)
-    layout = iv.Layout(prompt=prompt, rater=rater, prompt_category=np.zeros(P, dtype=int), n_raters=R)
+    layout = core.Layout(prompt=prompt, rater=rater, prompt_category=np.zeros(P, dtype=int), n_raters=R)
     a = rng.normal(0, 1.0, size=(P, studies))
     e = rng.normal(0, 0.5, size=(P * R, studies))
     Y = a[prompt] + e
     true_variance = 1.0 / P + 0.25 / (P * R)
-    balanced = iv.two_way_cluster_batch(Y, layout).se[0] ** 2
-    cgm = iv.two_way_cluster_batch(Y, layout, correction="cgm").se[0] ** 2
+    balanced = cluster.two_way_cluster_batch(Y, layout).se[0] ** 2
+    cgm = cluster.two_way_cluster_batch(Y, layout, correction="cgm").se[0] ** 2
     assert balanced.mean() == pytest.approx(true_variance, rel=0.03)
     assert cgm.mean() < 0.85 * true_variance
 
@@ -122,7 +123,7 @@ def test_preference_report_flags_scopes_under_forty_prompts_as_low_precision(stu
     report = iv.preference_report(study, "two_way_cluster_t")
     assert not report.loc[report["scope"] == "overall", "low_precision"].any()
     assert report.loc[report["scope"] != "overall", "low_precision"].all()
-    assert (report.loc[report["scope"] != "overall", "n_prompts"] < iv.LOW_PRECISION_MIN_PROMPTS).all()
+    assert (report.loc[report["scope"] != "overall", "n_prompts"] < core.LOW_PRECISION_MIN_PROMPTS).all()
 
 
 def test_report_records_b_and_seed_for_bootstraps_only(study):
@@ -154,10 +155,10 @@ def _small_layout(design):
 @pytest.mark.parametrize("design", ["per_category", "few_raters", "random"])
 def test_prompt_bootstrap_equals_a_naive_loop_over_the_same_resamples(design):
     layout, choice = _small_layout(design)
-    Y = iv.SCORE_OF_CHOICE[choice]
+    Y = core.SCORE_OF_CHOICE[choice]
     B = 60
-    result = iv.prompt_bootstrap_batch(Y, layout, B=B, seed=7, level=0.9)
-    weights = iv.prompt_weights(layout, B, np.random.default_rng(7))
+    result = bootstrap.prompt_bootstrap_batch(Y, layout, B=B, seed=7, level=0.9)
+    weights = bootstrap.prompt_weights(layout, B, np.random.default_rng(7))
     replicates = []
     for b in range(B):
         # The naive way: repeat each drawn prompt's judgments as often as it was drawn.
@@ -174,11 +175,11 @@ def test_prompt_bootstrap_equals_a_naive_loop_over_the_same_resamples(design):
 def test_two_way_bootstrap_equals_a_naive_product_weight_loop(design, columns):
     # 3 columns take the dense-block path, 20 the product-weights-on-cells path.
     layout, choice = _small_layout(design)
-    Y = iv.SCORE_OF_CHOICE[choice][:, :columns]
+    Y = core.SCORE_OF_CHOICE[choice][:, :columns]
     B = 60
-    result = iv.two_way_bootstrap_batch(Y, layout, B=B, seed=7, level=0.9)
+    result = bootstrap.two_way_bootstrap_batch(Y, layout, B=B, seed=7, level=0.9)
     rng = np.random.default_rng(7)
-    w_prompt, w_rater = iv.prompt_weights(layout, B, rng), iv.rater_weights(layout, B, rng)
+    w_prompt, w_rater = bootstrap.prompt_weights(layout, B, rng), bootstrap.rater_weights(layout, B, rng)
     replicates = []
     for b in range(B):
         weight = w_prompt[layout.prompt, b] * w_rater[layout.rater, b]
@@ -252,12 +253,12 @@ def test_two_way_bootstrap_bounds_rest_on_the_non_empty_resamples_of_a_sparse_de
     # holds no judgment. Its replicate is undefined and the bounds are the quantiles of the others.
     prompt = np.repeat(np.arange(3), 2)
     rater = np.repeat(np.arange(3), 2)
-    layout = iv.Layout(prompt=prompt, rater=rater, prompt_category=np.zeros(3, dtype=int), n_raters=3)
+    layout = core.Layout(prompt=prompt, rater=rater, prompt_category=np.zeros(3, dtype=int), n_raters=3)
     Y = np.random.default_rng(3).choice([0.0, 0.5, 1.0], size=(6, columns))
     B = 400
-    result = iv.two_way_bootstrap_batch(Y, layout, B=B, seed=4, level=0.9)
+    result = bootstrap.two_way_bootstrap_batch(Y, layout, B=B, seed=4, level=0.9)
     rng = np.random.default_rng(4)
-    w_prompt, w_rater = iv.prompt_weights(layout, B, rng), iv.rater_weights(layout, B, rng)
+    w_prompt, w_rater = bootstrap.prompt_weights(layout, B, rng), bootstrap.rater_weights(layout, B, rng)
     replicates = []
     for b in range(B):
         weight = w_prompt[prompt, b] * w_rater[rater, b]

@@ -14,6 +14,7 @@ import pytest
 
 from drawbench.results import intervals as iv
 from drawbench.results import simulate as sim
+from drawbench.results.intervals import core
 
 GRID = {scenario.name: scenario for scenario in sim.SCENARIO_GRID}
 R_BOOTSTRAP, B_BOOTSTRAP = 300, 500
@@ -36,7 +37,7 @@ def test_true_score_matches_a_large_monte_carlo_of_the_generator():
     scenario = sim.Scenario(name="mc", effect=0.8, tie_rate=0.25, category_spread=0.6)
     layout = sim.scenario_layout(scenario, np.random.default_rng(0))
     choice, _ = sim.simulate_choices(scenario, layout, 400, np.random.default_rng(1))
-    estimates = iv.SCORE_OF_CHOICE[choice].mean(axis=0)
+    estimates = core.SCORE_OF_CHOICE[choice].mean(axis=0)
     truth = sim.true_shares(scenario).s
     assert abs(estimates.mean() - truth) < 4 * estimates.std(ddof=1) / np.sqrt(estimates.size)
 

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from drawbench.results import intervals, simulate
+from drawbench.results.intervals import core as interval_core
 
 COVERAGE_METHODS = (
     "two_way_cluster_t",
@@ -47,7 +48,7 @@ class Command(BaseCommand):
         parser.add_argument("--prompt-sd", type=float, default=1.0, help="Prompt effect sd (logit scale).")
         parser.add_argument("--rater-sd", type=float, default=0.5, help="Rater effect sd (logit scale).")
         parser.add_argument("--left-bias", type=float, default=0.2, help="Left-side bias (logit scale).")
-        parser.add_argument("--level", type=float, default=intervals.DEFAULT_LEVEL)
+        parser.add_argument("--level", type=float, default=interval_core.DEFAULT_LEVEL)
         parser.add_argument("--power", type=float, default=0.8, help="Target power of the detectable difference.")
         parser.add_argument("--effect", type=float, help="Also simulate the power at this difference in s from ½.")
         parser.add_argument("--R", type=int, default=1000, help="Simulated studies (per figure).")
@@ -56,7 +57,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--methods", nargs="+", choices=intervals.METHODS, default=list(COVERAGE_METHODS), metavar="METHOD"
         )
-        parser.add_argument("--B", type=int, default=intervals.DEFAULT_B, help="Bootstrap resamples (coverage).")
+        parser.add_argument("--B", type=int, default=interval_core.DEFAULT_B, help="Bootstrap resamples (coverage).")
         parser.add_argument(
             "--coverage-score", type=float, default=0.6, help="True s of the coverage scenario (default 0.6)."
         )
