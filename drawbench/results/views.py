@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
+from django.utils.html import escape
 
 from drawbench.results import simulate, stats
 from drawbench.results.forms import PowerForm
@@ -20,6 +21,11 @@ from drawbench.studies.roles import results_viewer_required
 CHART_CONTENT_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
 CHART_SCOPES = ("overall", "categories")
 TRUE_VALUES = {"1", "true", "yes", "on"}
+
+
+def _bad_request(message: str) -> HttpResponseBadRequest:
+    """A 400 that names the bad parameter: plain text, and escaped, since the message quotes what the request sent."""
+    return HttpResponseBadRequest(escape(message), content_type="text/plain; charset=utf-8")
 
 
 def _include_excluded(request: HttpRequest) -> bool:
@@ -55,7 +61,7 @@ def study_results_page(request: HttpRequest, study_id: int) -> HttpResponse:
     try:
         method = _method(request)
     except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
+        return _bad_request(str(exc))
     include_excluded, exclude_flagged = _include_excluded(request), _exclude_flagged(request)
     method_links = [
         {
@@ -87,11 +93,11 @@ def study_results_chart(request: HttpRequest, study_id: int, fmt: Literal["svg",
     study = get_object_or_404(Study, pk=study_id)
     scope = request.GET.get("scope", "overall")
     if scope not in CHART_SCOPES:
-        return HttpResponseBadRequest(f"Unknown scope {scope!r}: expected one of {', '.join(CHART_SCOPES)}.")
+        return _bad_request(f"Unknown scope {scope!r}: expected one of {', '.join(CHART_SCOPES)}.")
     try:
         method = _method(request)
     except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
+        return _bad_request(str(exc))
     results = study_results(
         study=study,
         include_excluded=_include_excluded(request),
