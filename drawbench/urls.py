@@ -2,8 +2,20 @@
 
 from django.conf import settings
 from django.contrib import admin
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from django.views.decorators.cache import never_cache
 from drf_spectacular.views import SpectacularAPIView
+
+
+@never_cache
+def healthz(request: HttpRequest) -> HttpResponse:
+    """For the container's health check and load balancers: 200 once the process answers and reaches its database."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse("ok\n", content_type="text/plain; charset=utf-8")
+
 
 urlpatterns = [
     path("", include("drawbench.studies.urls")),
@@ -13,11 +25,14 @@ urlpatterns = [
     path("api/", include("drawbench.results.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("admin/", admin.site.urls),
+    path("healthz/", healthz, name="healthz"),
 ]
 
 # Says what was wrong with a request Django refused before any view (too large, too many fields).
 handler400 = "drawbench.studies.views.bad_request"
 
+# Development only: in production nothing serves MEDIA_ROOT as such (exports stay behind staff views, and raters get
+# sample images through the rater path's own media route).
 if settings.DEBUG:
     from django.conf.urls.static import static
 

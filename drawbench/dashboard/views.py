@@ -1,11 +1,16 @@
 """The researcher dashboard: create studies, start their generation, open them, watch them fill, close them.
 
-Staff only. Views are thin: forms validate the request, services do the work, selectors read.
+Staff only; every write also needs its model permission (studies.add_study to create, studies.change_study to start
+generation, open, close, resume or cancel), which the "researcher" group holds (studies.roles): being staff is not
+enough. Views are thin: forms validate the request, services do the work, selectors read.
 """
+
+from collections.abc import Callable
+from functools import wraps
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,6 +22,25 @@ from drawbench.dashboard.services import study_generation_start
 from drawbench.generation.services import generation_run_cancel, generation_run_resume
 from drawbench.studies.models import Study
 from drawbench.studies.services import study_close, study_create, study_open
+
+ADD_STUDY_PERMISSION = "studies.add_study"
+CHANGE_STUDY_PERMISSION = "studies.change_study"
+
+
+def researcher_permission_required(permission: str) -> Callable:
+    """Staff (else the login page) holding `permission` for any write (else 403): a staff account alone changes
+    nothing. Reads (GET, HEAD) need staff only, as the dashboard's other pages do."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method not in ("GET", "HEAD") and not request.user.has_perm(permission):
+                raise PermissionDenied(f"This needs the {permission} permission (the researcher group has it).")
+            return view(request, *args, **kwargs)
+
+        return staff_member_required(wrapped)
+
+    return decorator
 
 
 def _error_lines(exc: ValidationError) -> list[str]:
@@ -30,7 +54,7 @@ def study_list(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/study_list.html", {"rows": study_list_rows()})
 
 
-@staff_member_required
+@researcher_permission_required(ADD_STUDY_PERMISSION)
 def study_new(request: HttpRequest) -> HttpResponse:
     form = StudyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -74,19 +98,19 @@ def _study_action(request: HttpRequest, study_id: int, action, done_message: str
     return redirect("dashboard:study-detail", study_id=study_id)
 
 
-@staff_member_required
+@researcher_permission_required(CHANGE_STUDY_PERMISSION)
 @require_POST
 def study_generate(request: HttpRequest, study_id: int) -> HttpResponse:
     return _study_action(request, study_id, study_generation_start, "Generation started.")
 
 
-@staff_member_required
+@researcher_permission_required(CHANGE_STUDY_PERMISSION)
 @require_POST
 def study_open_view(request: HttpRequest, study_id: int) -> HttpResponse:
     return _study_action(request, study_id, study_open, "The study is open for rating.")
 
 
-@staff_member_required
+@researcher_permission_required(CHANGE_STUDY_PERMISSION)
 @require_POST
 def study_close_view(request: HttpRequest, study_id: int) -> HttpResponse:
     return _study_action(request, study_id, study_close, "The study is closed.")
@@ -107,13 +131,13 @@ def _run_action(request: HttpRequest, study_id: int, run_id: int, action, done_m
     return redirect("dashboard:study-detail", study_id=study_id)
 
 
-@staff_member_required
+@researcher_permission_required(CHANGE_STUDY_PERMISSION)
 @require_POST
 def generation_run_resume_view(request: HttpRequest, study_id: int, run_id: int) -> HttpResponse:
     return _run_action(request, study_id, run_id, generation_run_resume, "Run {run.pk} resumed.")
 
 
-@staff_member_required
+@researcher_permission_required(CHANGE_STUDY_PERMISSION)
 @require_POST
 def generation_run_cancel_view(request: HttpRequest, study_id: int, run_id: int) -> HttpResponse:
     return _run_action(request, study_id, run_id, generation_run_cancel, "Run {run.pk} cancelled.")

@@ -4,9 +4,11 @@ Defaults are the embedded mode: SQLite and a file-system Celery broker under VAR
 whole loop with nothing to install. Production sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis).
 """
 
+import warnings
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -17,8 +19,30 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 VAR_DIR = Path(env("DRAWBENCH_VAR_DIR", default=str(BASE_DIR / "var")))
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-dev-key-change-me-in-production-0123456789")
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Production mode (DRAWBENCH_PRODUCTION=1, set by the Docker images and .env.production.example): DEBUG off, a real
+# secret key, and the secure defaults below (HTTPS redirect, HSTS, secure cookies) unless DRAWBENCH_HTTPS=0.
+DRAWBENCH_PRODUCTION = env.bool("DRAWBENCH_PRODUCTION", default=False)
+DEV_SECRET_KEY = "insecure-dev-key-change-me-in-production-0123456789"
+SECRET_KEY = env("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+DEBUG = env.bool("DJANGO_DEBUG", default=not DRAWBENCH_PRODUCTION)
+ERROR_DEBUG_IN_PRODUCTION = "DJANGO_DEBUG=1 with DRAWBENCH_PRODUCTION=1: debug pages show settings and code to anyone."
+ERROR_DEV_SECRET_KEY = (
+    "DJANGO_SECRET_KEY is unset or the development key with DEBUG off: set a long random one, e.g. from "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(50))'` (see .env.production.example)."
+)
+ERROR_WEAK_SECRET_KEY = "DJANGO_SECRET_KEY is too weak for production: at least 50 characters, 5 of them distinct."
+if DRAWBENCH_PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(ERROR_DEBUG_IN_PRODUCTION)
+if DRAWBENCH_PRODUCTION and SECRET_KEY in ("", DEV_SECRET_KEY):
+    raise ImproperlyConfigured(ERROR_DEV_SECRET_KEY)
+# The same test as `check --deploy` (security.W009), made fatal in production mode.
+_weak_key = len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-")
+if DRAWBENCH_PRODUCTION and _weak_key:
+    raise ImproperlyConfigured(ERROR_WEAK_SECRET_KEY)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    # Outside production mode (a benchmark, a trial with DEBUG off) the development key is allowed, but not silently;
+    # `check --deploy` fails on it (drawbench.dashboard.checks).
+    warnings.warn(ERROR_DEV_SECRET_KEY, RuntimeWarning, stacklevel=1)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -41,6 +65,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the process itself, compressed and cached forever by their hashed names: no web server to
+    # configure. https://whitenoise.readthedocs.io/en/stable/django.html
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "drawbench.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -72,8 +100,15 @@ WSGI_APPLICATION = "drawbench.wsgi.application"
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'drawbench.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Let concurrent writers (web + embedded worker) wait for the lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # The demo's database serves concurrent raters, the web process and the embedded worker. WAL lets readers go on
+    # while one writer writes; IMMEDIATE transactions take the write lock when they begin, so a writer waits (up to
+    # the timeout, in seconds) instead of failing with "database is locked" when a read-then-write transaction
+    # cannot upgrade its lock. https://docs.djangoproject.com/en/5.2/ref/databases/#database-is-locked-errors
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=env.int("DRAWBENCH_SQLITE_TIMEOUT_S", default=30),
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Parameters travel apart from the SQL (psycopg 3 server-side binding), so psycopg prepares a statement a
     # connection has run prepare_threshold times: PostgreSQL then skips parsing and planning it. The rater answer
@@ -106,7 +141,13 @@ MEDIA_ROOT = Path(env("DRAWBENCH_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 DRAWBENCH_STORAGE_BACKEND = env("DRAWBENCH_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
 STORAGES = {
     "default": {"BACKEND": DRAWBENCH_STORAGE_BACKEND},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Without DEBUG, collectstatic writes compressed copies under content-hashed names that whitenoise serves with
+    # far-future caching (run `manage.py collectstatic` before serving: the Docker image does it when it is built).
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
 if DRAWBENCH_STORAGE_BACKEND in ("s3", "storages.backends.s3.S3Storage"):
     # Credentials come from boto3's own sources (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, a role).
@@ -127,18 +168,42 @@ if DRAWBENCH_STORAGE_BACKEND in ("s3", "storages.backends.s3.S3Storage"):
 LOGIN_URL = "admin:login"
 
 # --- security -----------------------------------------------------------------------------------------------
-# https://docs.djangoproject.com/en/5.2/ref/settings/#secure-content-type-nosniff and neighbours. The defaults
-# suit a development server on http; production behind TLS sets the DJANGO_SECURE_* variables.
+# https://docs.djangoproject.com/en/5.2/ref/settings/#secure-content-type-nosniff and neighbours;
+# https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/. Development serves plain http. Production mode
+# (DRAWBENCH_PRODUCTION=1) is served over HTTPS (DRAWBENCH_HTTPS, default on): http redirects to https, browsers are
+# told to keep to https (HSTS) and cookies travel only over https. Each DJANGO_SECURE_* variable overrides its part.
+DRAWBENCH_HTTPS = env.bool("DRAWBENCH_HTTPS", default=DRAWBENCH_PRODUCTION)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
-SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=DRAWBENCH_HTTPS)
+# Load balancers and the container's health check ask for these over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+# One year once HTTPS works (browsers then refuse plain http for the domain for that long); start lower to try it out.
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if DRAWBENCH_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=DRAWBENCH_HTTPS)
+# The preload flag only consents to a listing in browsers' built-in HSTS lists (https://hstspreload.org); nothing is
+# listed until the domain's owner submits it there.
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=DRAWBENCH_HTTPS)
+# Behind a TLS-terminating proxy (Caddy, nginx, a load balancer) that sets X-Forwarded-Proto; only then, since a
+# client could send the header itself.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANGO_BEHIND_TLS_PROXY", False) else None
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=DRAWBENCH_HTTPS)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+# Every page without its own policy gets this one (drawbench.csp; {nonce} is a fresh nonce per response, {img_src}
+# DRAWBENCH_CSP_IMG_SRC): scripts and styles only with the response's nonce, images from this site and data: URLs
+# (charts), requests to this site. Rater pages set a stricter one of their own.
+DRAWBENCH_CSP = env(
+    "DRAWBENCH_CSP",
+    default=(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; "
+        # Style attributes (progress bars' widths) cannot run code; scripts and <style> elements need the nonce.
+        "style-src-attr 'unsafe-inline'; img-src 'self' data:{img_src}; connect-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+)
 # Rater pages send a Content-Security-Policy (studies.views.rater_csp); images from elsewhere than this site (an
 # S3 bucket, a CDN) need their origin here, e.g. DRAWBENCH_CSP_IMG_SRC=https://bucket.s3.amazonaws.com
 DRAWBENCH_CSP_IMG_SRC = env.list("DRAWBENCH_CSP_IMG_SRC", default=[])
@@ -254,3 +319,5 @@ LOGGING = {
 }
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# whitenoise serves from here (collectstatic fills it); it warns at start when the folder is missing.
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)

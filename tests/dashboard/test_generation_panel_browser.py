@@ -43,7 +43,9 @@ def page(monkeypatch, live_server, staff_user, settings, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1366, "height": 768})
+            # wait_for_function evaluates a string in the page, which the page's CSP (no eval) forbids; the page's
+            # own script runs by its nonce (tests/test_web_security.py checks every page's scripts carry it).
+            context = browser.new_context(viewport={"width": 1366, "height": 768}, bypass_csp=True)
             context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
             yield context.new_page()
         finally:
