@@ -105,7 +105,7 @@ def build_fixture(*, prompts: int, ratings: int, raters: int) -> Fixture:
 
     from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet, Sample
     from drawbench.studies.models import Assignment, Comparison, Rater
-    from drawbench.studies.services import study_create, study_open
+    from drawbench.studies.services.studies import study_create, study_open
 
     prompt_set = PromptSet.objects.create(slug="bench", title="Benchmark prompts")
     Prompt.objects.bulk_create(

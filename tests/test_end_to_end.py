@@ -16,7 +16,7 @@ from PIL import Image
 
 from drawbench.catalog.models import EvaluatedModel, PromptSet, Sample
 from drawbench.studies.models import Assignment, Judgment, Study
-from drawbench.studies.services import study_create, study_open
+from drawbench.studies.services.studies import study_create, study_open
 
 CATEGORY = "Rare Words"  # 7 prompts: small enough to import and rate quickly, a real DrawBench category
 SAMPLES = 8

@@ -7,7 +7,7 @@ from drawbench.catalog.models import EvaluatedModel
 from drawbench.generation.models import GenerationRun
 from drawbench.generation.services import generation_run_create, generation_run_start
 from drawbench.studies.models import Study
-from drawbench.studies.services import study_mark_generating
+from drawbench.studies.services.studies import study_mark_generating
 
 
 def model_is_generated(model: EvaluatedModel) -> bool:

@@ -21,7 +21,7 @@ from drawbench.dashboard.selectors import study_dashboard_state, study_generatio
 from drawbench.dashboard.services import study_generation_start
 from drawbench.generation.services import generation_run_cancel, generation_run_resume
 from drawbench.studies.models import Study
-from drawbench.studies.services import study_close, study_create, study_open
+from drawbench.studies.services.studies import study_close, study_create, study_open
 
 ADD_STUDY_PERMISSION = "studies.add_study"
 CHANGE_STUDY_PERMISSION = "studies.change_study"

@@ -23,7 +23,9 @@ from drawbench.studies.models import (
     RaterFlag,
     Study,
 )
-from drawbench.studies.services import gold_trials_prepare, rater_flags_refresh, study_close, study_open
+from drawbench.studies.services.gold import gold_trials_prepare
+from drawbench.studies.services.raters import rater_flags_refresh
+from drawbench.studies.services.studies import study_close, study_open
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

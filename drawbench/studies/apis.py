@@ -24,7 +24,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from drawbench.studies import services
 from drawbench.studies.authentication import (
     ERROR_TOKEN_INVALID,
     IsRaterOfStudy,
@@ -34,6 +33,7 @@ from drawbench.studies.authentication import (
 from drawbench.studies.models import Assignment, Rater, Study
 from drawbench.studies.platforms import ID_MAX_LENGTH, ID_RE, PlatformIdentity
 from drawbench.studies.selectors import RaterProgress, assignment_display, rater_completion, rater_progress
+from drawbench.studies.services import answering, errors, raters, serving
 from drawbench.studies.throttling import ERROR_THROTTLED, RaterStartThrottle, RaterSubmitThrottle
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def _next_data(rater: Rater, assignment: Assignment | None, progress: RaterProgr
     """The rater's current item (None when done: they are recorded as complete), progress and completion."""
     completion = None
     if assignment is None:
-        services.rater_complete(rater=rater)
+        raters.rater_complete(rater=rater)
         done = rater_completion(rater=rater)
         completion = {"completion_code": done.code, "redirect_url": done.redirect_url}
     return {
@@ -243,8 +243,8 @@ class RaterStartApi(_JSONApi):
                 platform_session_id=data.get("platform_session_id", ""),
             )
         try:
-            rater = services.rater_join(study=study, identity=identity, consent=data["consent"])
-        except services.OtherSession as exc:
+            rater = raters.rater_join(study=study, identity=identity, consent=data["consent"])
+        except errors.OtherSession as exc:
             raise exceptions.PermissionDenied(exc.messages[0]) from None
         except ValidationError as exc:
             if hasattr(exc, "error_dict"):
@@ -270,8 +270,8 @@ class RaterAssignmentNextApi(_RaterApi):
     def get(self, request: Request, token: str) -> Response:
         rater = request.auth
         try:
-            assignment = services.assignment_next_for_rater(rater=rater)
-        except services.StudyNotOpen as exc:
+            assignment = serving.assignment_next_for_rater(rater=rater)
+        except errors.StudyNotOpen as exc:
             raise StudyGone(exc.messages[0]) from None
         return Response(_next_data(rater, assignment, rater_progress(rater=rater)))
 
@@ -289,7 +289,7 @@ def _plain_answer(body) -> dict[str, Any] | None:
         and isinstance(answers, dict)
         and all(_plain_text(value, 16) for value in answers.values())
         and type(time_ms) is int
-        and 0 <= time_ms <= services.MAX_RESPONSE_TIME_MS
+        and 0 <= time_ms <= answering.MAX_RESPONSE_TIME_MS
         and type(include_next) is bool
     )
     if not plain:
@@ -322,7 +322,7 @@ class RaterAnswerSubmitApi(_RaterApi):
         answers = serializers.DictField(
             child=serializers.CharField(max_length=16), help_text="{question: left | tie | right} for each question."
         )
-        response_time_ms = serializers.IntegerField(min_value=0, max_value=services.MAX_RESPONSE_TIME_MS)
+        response_time_ms = serializers.IntegerField(min_value=0, max_value=answering.MAX_RESPONSE_TIME_MS)
         include_next = serializers.BooleanField(default=True, help_text="Also serve and return the next item.")
 
     @extend_schema_serializer(component_name="RaterAnswerOutput")
@@ -344,18 +344,18 @@ class RaterAnswerSubmitApi(_RaterApi):
             data = serializer.validated_data
         rater = request.auth
         try:
-            outcome = services.assignment_submit(
+            outcome = answering.assignment_submit(
                 rater=rater,
                 key=data["key"],
                 answers=data["answers"],
                 response_time_ms=data["response_time_ms"],
                 serve_next=data["include_next"],
             )
-        except services.AssignmentUnknown as exc:
+        except errors.AssignmentUnknown as exc:
             raise exceptions.NotFound(exc.messages[0]) from None
-        except (services.AnswerConflict, services.AssignmentExpired) as exc:
+        except (errors.AnswerConflict, errors.AssignmentExpired) as exc:
             raise Conflict(exc.messages[0]) from None
-        except services.StudyNotOpen as exc:
+        except errors.StudyNotOpen as exc:
             raise StudyGone(exc.messages[0]) from None
         except ValidationError as exc:
             raise exceptions.ValidationError({"answers": exc.messages}) from None
@@ -373,7 +373,7 @@ class RaterAnswerSubmitApi(_RaterApi):
         code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
         if outcome.refill_due:
             # The item just served is the last the rater holds: claim their next batch once they have this one.
-            return ResponseThen(output, status=code, then=partial(services.rater_batch_prefetch, rater=rater))
+            return ResponseThen(output, status=code, then=partial(serving.rater_batch_prefetch, rater=rater))
         return Response(output, status=code)
 
 

@@ -95,32 +95,6 @@ def study_progress(*, study: Study) -> dict:
     }
 
 
-def rater_comparisons_held(*, rater: Rater) -> int:
-    """Comparisons the rater holds or has answered (what max_comparisons_per_rater caps); reclaimed ones don't count."""
-    return Assignment.objects.filter(rater=rater, kind=Assignment.Kind.COMPARISON, released_at__isnull=True).count()
-
-
-def comparison_next_for_rater(*, rater: Rater) -> Comparison | None:
-    """The comparison a rater would be served next, or None when they are done (a read: serving takes the slot).
-
-    Among the study's comparisons the rater has not been served and that fewer than ratings_per_comparison raters
-    hold or have answered: the fewest first (so raters arriving together spread out), ties at random. None once the
-    rater holds max_comparisons_per_rater comparisons. services.assignment_next_for_rater takes the slot with the
-    same rule in one atomic statement.
-    """
-    study = rater.study
-    if study.max_comparisons_per_rater is not None:
-        if rater_comparisons_held(rater=rater) >= study.max_comparisons_per_rater:
-            return None
-    return (
-        Comparison.objects.filter(study=study, n_assigned__lt=study.ratings_per_comparison)
-        .filter(~Exists(Assignment.objects.filter(rater=rater, comparison=OuterRef("pk"))))
-        .order_by("n_assigned", "?")
-        .select_related("prompt", "model_a", "model_b")
-        .first()
-    )
-
-
 def assignment_pending_for_rater(*, rater: Rater) -> Assignment | None:
     """The rater's served, unanswered and not reclaimed item, if any: a reload shows it again rather than a new draw."""
     return (

@@ -23,7 +23,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from drawbench.studies import services
 from drawbench.studies.apis import PRACTICE_FEEDBACK_SESSION_KEY
 from drawbench.studies.authentication import RATER_SESSION_KEY
 from drawbench.studies.models import Assignment, DisplayedChoice, Question, Rater, Study
@@ -36,6 +35,7 @@ from drawbench.studies.selectors import (
     rater_completion,
     rater_progress,
 )
+from drawbench.studies.services import answering, errors, raters, serving
 from drawbench.studies.throttling import ERROR_THROTTLED, RaterSubmitThrottle
 
 ANSWER_FIELD_PREFIX = "answer_"
@@ -43,7 +43,7 @@ ANSWER_FIELD_PREFIX = "answer_"
 SHORTCUT_KEYS = (("a", "s", "d"), ("j", "k", "l"))
 ANSWER_LABELS = tuple((choice.value, choice.label) for choice in DisplayedChoice)
 
-ERROR_ASSIGNMENT_UNKNOWN = services.ERROR_ASSIGNMENT_UNKNOWN
+ERROR_ASSIGNMENT_UNKNOWN = errors.ERROR_ASSIGNMENT_UNKNOWN
 ERROR_RESPONSE_TIME_FORMAT = "The response time must be a whole number of milliseconds; got {value!r}."
 ERROR_SESSION_MISSING = "Your rating session was not found (cookies may be off); please open the study link again."
 ERROR_TOO_LARGE = "The request is too large: at most {limit} bytes of form data are accepted."
@@ -168,8 +168,8 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
     rater = _session_rater(request, study)
     if identity is not None and identity.external_id and (rater is None or rater.external_id != identity.external_id):
         try:
-            rater = services.rater_returning(study=study, identity=identity)
-        except services.OtherSession as exc:
+            rater = raters.rater_returning(study=study, identity=identity)
+        except errors.OtherSession as exc:
             return _error_page(request, exc.messages[0], status=403)
         if rater is not None and (rater.consented_at is not None or not study.consent_text):
             request.session[session_key] = rater.pk
@@ -187,9 +187,9 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
         consent = request.POST.get("consent") == "yes"
         try:
             if rater is not None:
-                rater = services.rater_consent(rater=rater, consent=consent)
+                rater = raters.rater_consent(rater=rater, consent=consent)
             else:
-                rater = services.rater_join(study=study, identity=identity, consent=consent)
+                rater = raters.rater_join(study=study, identity=identity, consent=consent)
         except ValidationError as exc:
             if not hasattr(exc, "error_dict"):
                 # Closed between the check above and the Start button.
@@ -227,11 +227,11 @@ def rate(request: HttpRequest, token: str) -> HttpResponse:
         if study.status != Study.Status.OPEN:
             return _not_open(request, study)
         try:
-            assignment = services.assignment_next_for_rater(rater=rater)
-        except services.StudyNotOpen:
+            assignment = serving.assignment_next_for_rater(rater=rater)
+        except errors.StudyNotOpen:
             return _not_open(request, _study(token))
         if assignment is None:
-            services.rater_complete(rater=rater)
+            raters.rater_complete(rater=rater)
             return redirect("rater:done", token)
         return _render_rating(request, rater, assignment)
 
@@ -250,10 +250,10 @@ def rate(request: HttpRequest, token: str) -> HttpResponse:
             response_time_ms = int(raw_time)
         except ValueError:
             if assignment_get_for_rater(rater=rater, key=key) is None:
-                raise services.AssignmentUnknown(ERROR_ASSIGNMENT_UNKNOWN) from None
+                raise errors.AssignmentUnknown(ERROR_ASSIGNMENT_UNKNOWN) from None
             raise ValidationError(ERROR_RESPONSE_TIME_FORMAT.format(value=raw_time)) from None
-        outcome = services.assignment_submit(rater=rater, key=key, answers=answers, response_time_ms=response_time_ms)
-    except (services.AnswerConflict, services.AssignmentExpired) as exc:
+        outcome = answering.assignment_submit(rater=rater, key=key, answers=answers, response_time_ms=response_time_ms)
+    except (errors.AnswerConflict, errors.AssignmentExpired) as exc:
         return _rating_error(request, rater, key, errors=exc.messages, answers=answers, status=409)
     except ValidationError as exc:
         return _rating_error(request, rater, key, errors=exc.messages, answers=answers)
@@ -296,7 +296,7 @@ def done(request: HttpRequest, token: str) -> HttpResponse:
     rater = _session_rater(request, study)
     if rater is None:
         return redirect("rater:study-entry", token)
-    services.rater_finish(rater=rater)
+    raters.rater_finish(rater=rater)
     completion = rater_completion(rater=rater)
     mturk = None
     if completion is not None and rater.platform == Rater.Platform.MTURK:

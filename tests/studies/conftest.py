@@ -11,8 +11,10 @@ from rest_framework.test import APIClient
 
 from drawbench.catalog.models import EvaluatedModel
 from drawbench.studies.models import Assignment, Comparison, Rater, Study
-from drawbench.studies.services import assignment_create, judgment_submit, rater_create, study_create, study_open
+from drawbench.studies.services.raters import rater_create
+from drawbench.studies.services.studies import study_create, study_open
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, SampleFactory
+from tests.studies.helpers import assignment_create, judgment_submit
 
 
 def add_samples(*, model: EvaluatedModel, prompts, count: int = 8) -> None:

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from drawbench.studies.models import GoldTrial, Judgment, Rater, RaterFlag, Study
-from drawbench.studies.services import rater_create
+from drawbench.studies.services.raters import rater_create
 
 pytestmark = pytest.mark.django_db
 

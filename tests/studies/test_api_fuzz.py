@@ -22,7 +22,8 @@ from rest_framework.authtoken.models import Token
 from schemathesis import GenerationMode
 
 from drawbench.studies.models import Assignment
-from drawbench.studies.services import assignment_next_for_rater, rater_create
+from drawbench.studies.services.raters import rater_create
+from drawbench.studies.services.serving import assignment_next_for_rater
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

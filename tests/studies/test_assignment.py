@@ -8,15 +8,13 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from drawbench.studies import services
 from drawbench.studies.models import Assignment, Comparison, Judgment
-from drawbench.studies.services import (
-    assignment_create,
-    assignment_next_for_rater,
-    assignment_submit,
-    assignments_release_expired,
-    rater_create,
-)
+from drawbench.studies.services import errors
+from drawbench.studies.services.answering import assignment_submit
+from drawbench.studies.services.raters import rater_create
+from drawbench.studies.services.serving import assignment_next_for_rater, assignments_release_expired
+from tests.studies import helpers
+from tests.studies.helpers import assignment_create
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +59,7 @@ def test_assignment_create_refuses_a_comparison_that_has_its_raters(make_study):
     with pytest.raises(ValidationError) as caught:
         assignment_create(rater=rater_create(study=study), comparison=comparison)
 
-    assert caught.value.messages == [services.ERROR_COMPARISON_FULL.format(comparison=comparison.pk, n=1)]
+    assert caught.value.messages == [helpers.ERROR_COMPARISON_FULL.format(comparison=comparison.pk, n=1)]
     assert Assignment.objects.count() == 1
 
 
@@ -142,10 +140,10 @@ def test_a_late_answer_whose_slot_went_to_another_rater_is_refused_and_writes_no
     expire(assignment)
     assert assignment_next_for_rater(rater=other) is not None
 
-    with pytest.raises(services.AssignmentExpired) as caught:
+    with pytest.raises(errors.AssignmentExpired) as caught:
         assignment_submit(rater=late, key=assignment.key, answers=ANSWERS, response_time_ms=5)
 
-    assert caught.value.messages == [services.ERROR_ASSIGNMENT_EXPIRED]
+    assert caught.value.messages == [errors.ERROR_ASSIGNMENT_EXPIRED]
     assert Judgment.objects.count() == 0
     assert Comparison.objects.get().n_assigned == 1
 

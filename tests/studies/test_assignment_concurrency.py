@@ -15,7 +15,9 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from drawbench.studies.models import Assignment, Comparison, Judgment
-from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create
+from drawbench.studies.services.answering import assignment_submit
+from drawbench.studies.services.raters import rater_create
+from drawbench.studies.services.serving import assignment_next_for_rater
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

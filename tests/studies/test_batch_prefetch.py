@@ -1,7 +1,7 @@
 """A rater's next batch is served once the response showing the last item they hold has been sent.
 
 The answer that shows a rater the last item of their batch flags it (SubmitOutcome.refill_due); the API runs
-services.rater_batch_prefetch after its response (ResponseThen: the server calls close() once the body is written,
+serving.rater_batch_prefetch after its response (ResponseThen: the server calls close() once the body is written,
 Django's test client too), so answering that item finds the next one waiting and is one statement again. Nothing is
 served twice: the prefetch takes the rater's lock and does nothing when they already hold more than one item.
 """
@@ -13,10 +13,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 from rest_framework.test import APIClient
 
-from drawbench.studies import services, sql
+from drawbench.studies import sql
 from drawbench.studies.apis import ResponseThen
 from drawbench.studies.models import Assignment, Comparison, Judgment
-from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create, study_close
+from drawbench.studies.services import serving
+from drawbench.studies.services.answering import assignment_submit
+from drawbench.studies.services.raters import rater_create
+from drawbench.studies.services.serving import assignment_next_for_rater
+from drawbench.studies.services.studies import study_close
 from tests.studies.conftest import pending_keys, rater_client
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +87,7 @@ def test_a_prefetch_after_the_batch_was_refilled_serves_nothing(make_study):
     # The rater answered the last item before the prefetch ran: that answer served the next batch itself.
     assert len(pending_keys(rater)) == 3
 
-    assert services.rater_batch_prefetch(rater=rater) == []
+    assert serving.rater_batch_prefetch(rater=rater) == []
     assert len(pending_keys(rater)) == 3 and Assignment.objects.filter(rater=rater).count() == 6
 
 
@@ -93,15 +97,15 @@ def test_a_prefetch_keeps_to_the_rater_cap_and_to_the_study_being_open(make_stud
     rater = rater_create(study=study)
     item = answer_items(rater, assignment_next_for_rater(rater=rater), 2)
 
-    served = services.rater_batch_prefetch(rater=rater)
+    served = serving.rater_batch_prefetch(rater=rater)
 
     assert len(served) == 1  # 3 served before, cap 4
-    assert services.rater_batch_prefetch(rater=rater) == []  # holds two now
+    assert serving.rater_batch_prefetch(rater=rater) == []  # holds two now
     other = rater_create(study=study)
     assignment_next_for_rater(rater=other)
     Assignment.objects.filter(rater=other).exclude(key=pending_keys(other)[-1]).update(completed_at=item.served_at)
     study_close(study=study)
-    assert services.rater_batch_prefetch(rater=other) == []
+    assert serving.rater_batch_prefetch(rater=other) == []
 
 
 @override_settings(DRAWBENCH_RATER_BATCH=1)

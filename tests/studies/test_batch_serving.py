@@ -20,11 +20,14 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
-from drawbench.studies import authentication, services, sql
+from drawbench.studies import authentication, sql
 from drawbench.studies.apis import JSONNegotiation
 from drawbench.studies.models import Assignment, Comparison, Judgment, Rater, Study
 from drawbench.studies.selectors import assignment_pending_for_rater, rater_progress
-from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create
+from drawbench.studies.services import answering, errors, serving, studies
+from drawbench.studies.services.answering import assignment_submit
+from drawbench.studies.services.raters import rater_create
+from drawbench.studies.services.serving import assignment_next_for_rater
 from tests.studies.conftest import pending_keys
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +117,7 @@ def test_the_one_statement_answer_records_what_the_general_path_records(on_postg
     assert [j.pk for j in outcome.judgments] == [j.pk for j in stored]
     left_is_a = item.left_model_id == item.comparison.model_a_id
     assert [(j.question, j.choice, j.response_time_ms) for j in stored] == [
-        (q, services._to_model_space(answers[q], left_is_a=left_is_a), 1234) for q in study.questions
+        (q, answering._to_model_space(answers[q], left_is_a=left_is_a), 1234) for q in study.questions
     ]
     assert all(
         (j.left_model_id, j.left_sample_ids, j.right_sample_ids)
@@ -133,7 +136,7 @@ def test_the_one_statement_answer_records_what_the_general_path_records(on_postg
     # The same answer again is a replay (general path), different answers a conflict.
     again = assignment_submit(rater=rater, key=item.key, answers=answers, response_time_ms=1, serve_next=True)
     assert not again.created
-    with pytest.raises(services.AnswerConflict):
+    with pytest.raises(errors.AnswerConflict):
         assignment_submit(
             rater=rater, key=item.key, answers={**answers, "alignment": "left"}, response_time_ms=1, serve_next=True
         )
@@ -153,7 +156,7 @@ def test_a_control_item_next_in_the_queue_is_served_by_the_general_path(on_postg
     # Replace the second item of the batch with a silent gold trial.
     Assignment.objects.filter(rater=rater).exclude(pk=item.pk).update(released_at=timezone.now())
     trial = study.gold_trials.first()
-    gold = services._assignment_build_control(
+    gold = serving._assignment_build_control(
         rater=rater, trial=trial, kind=Assignment.Kind.GOLD, rng=random.Random(0), now=timezone.now()
     )
     sql.assignments_insert(assignments=[gold])
@@ -173,7 +176,7 @@ def test_a_next_item_reclaimed_before_it_is_shown_is_not_shown(on_postgresql, ma
     following = Assignment.objects.get(key=pending_keys(rater)[1])
     # Its lease ran out and the sweep gave its slot back.
     Assignment.objects.filter(pk=following.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    services.assignments_release_expired(study=study)
+    serving.assignments_release_expired(study=study)
 
     outcome = assignment_submit(rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True)
 
@@ -187,7 +190,7 @@ def test_an_answer_to_a_reclaimed_item_takes_the_general_path_and_its_slot_again
     rater.study = study
     item = assignment_next_for_rater(rater=rater)
     Assignment.objects.filter(rater=rater).update(expires_at=timezone.now() - timedelta(seconds=1))
-    services.assignments_release_expired(study=study)
+    serving.assignments_release_expired(study=study)
     assert held_slots(study) == 0
 
     outcome = assignment_submit(rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True)
@@ -222,8 +225,8 @@ def test_a_remembered_token_is_reused_and_a_changed_study_is_read_afresh(on_post
     item = assignment_next_for_rater(rater=rater)
     # The study changes after the token was looked up: the one-statement answer declines, the general path (which
     # reads the study afresh) records the answer, with the study's new settings.
-    services.study_close(study=study)
-    with pytest.raises(services.StudyNotOpen):
+    studies.study_close(study=study)
+    with pytest.raises(errors.StudyNotOpen):
         assignment_submit(rater=again, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True)
     assert not Judgment.objects.filter(assignment=item).exists()
     # A rater deleted after their token was looked up is refused by the API as an unknown token.
@@ -262,7 +265,7 @@ def test_the_answer_count_on_the_rater_row_is_the_number_of_items_answered(make_
 
 def test_the_one_statement_answers_judgments_are_built_once_when_first_read():
     built = []
-    deferred = services.Deferred(lambda: built.append(1) or ["fidelity", "alignment"])
+    deferred = answering.Deferred(lambda: built.append(1) or ["fidelity", "alignment"])
     assert built == []
 
     assert list(deferred) == ["fidelity", "alignment"] and len(deferred) == 2 and deferred[1] == "alignment"

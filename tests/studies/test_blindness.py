@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from drawbench.generation.services import sample_store
 from drawbench.studies.models import Assignment, GoldTrial
-from drawbench.studies.services import study_close
+from drawbench.studies.services.studies import study_close
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory
 
 pytestmark = pytest.mark.django_db

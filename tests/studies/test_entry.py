@@ -6,10 +6,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
-from drawbench.studies import platforms, services
+from drawbench.studies import platforms
 from drawbench.studies.models import Rater
 from drawbench.studies.platforms import PlatformIdentity, platform_identity_from_query
-from drawbench.studies.services import rater_join
+from drawbench.studies.services import errors
+from drawbench.studies.services.raters import rater_join
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +73,7 @@ def test_a_known_crowd_id_from_another_platform_session_is_refused_and_the_first
     refused = stranger.get(entry(study, **guessed))
     started = stranger.post(entry(study, **guessed))
 
-    message = services.ERROR_OTHER_SESSION.format(platform="Prolific", parameter="SESSION_ID")
+    message = errors.ERROR_OTHER_SESSION.format(platform="Prolific", parameter="SESSION_ID")
     assert refused.status_code == 403 and escape(message) in refused.content.decode()
     assert started.status_code == 403 and Rater.objects.count() == 1
     assert stranger.get(rate_url(study)).status_code != 200
@@ -171,7 +172,7 @@ def test_rater_join_refuses_a_rater_who_did_not_consent_when_the_study_asks(make
     with pytest.raises(ValidationError) as caught:
         rater_join(study=study, identity=None, consent=False)
 
-    assert caught.value.message_dict == {"consent": [services.ERROR_CONSENT_REQUIRED]}
+    assert caught.value.message_dict == {"consent": [errors.ERROR_CONSENT_REQUIRED]}
     assert Rater.objects.count() == 0
 
 
@@ -183,7 +184,7 @@ def test_the_consent_page_must_be_agreed_to_before_starting(client, make_study):
     agreed = client.post(entry(study, **PROLIFIC), {"consent": "yes"})
 
     assert CONSENT in page.content.decode() and 'name="consent"' in page.content.decode()
-    assert refused.status_code == 400 and escape(services.ERROR_CONSENT_REQUIRED) in refused.content.decode()
+    assert refused.status_code == 400 and escape(errors.ERROR_CONSENT_REQUIRED) in refused.content.decode()
     assert agreed.status_code == 302
     assert Rater.objects.get().consented_at is not None
 

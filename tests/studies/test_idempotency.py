@@ -7,9 +7,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from drawbench.studies import services
 from drawbench.studies.models import Assignment, Judgment
-from drawbench.studies.services import assignment_next_for_rater, assignment_submit, rater_create
+from drawbench.studies.services import answering, errors
+from drawbench.studies.services.answering import assignment_submit
+from drawbench.studies.services.raters import rater_create
+from drawbench.studies.services.serving import assignment_next_for_rater
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -66,8 +68,8 @@ def test_two_different_answers_at_once_keep_the_first_and_refuse_the_other(on_po
         ),
     )
 
-    recorded = [o for o in outcomes if isinstance(o, services.SubmitOutcome)]
-    refused = [o for o in outcomes if isinstance(o, services.AnswerConflict)]
+    recorded = [o for o in outcomes if isinstance(o, answering.SubmitOutcome)]
+    refused = [o for o in outcomes if isinstance(o, errors.AnswerConflict)]
     assert len(recorded) == len(refused) == 1
     assert sorted(Judgment.objects.values_list("pk", flat=True)) == sorted(j.pk for j in recorded[0].judgments)
 

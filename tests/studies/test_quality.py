@@ -14,15 +14,10 @@ from drawbench.results.selectors import judgments_frame, study_results
 from drawbench.studies import quality
 from drawbench.studies.models import Assignment, Comparison, ControlAnswer, GoldTrial, Judgment, RaterFlag
 from drawbench.studies.selectors import assignment_display
-from drawbench.studies.services import (
-    PRACTICE_FEEDBACK,
-    assignment_next_for_rater,
-    assignment_submit,
-    gold_trials_prepare,
-    rater_complete,
-    rater_create,
-    rater_flags_refresh,
-)
+from drawbench.studies.services.answering import PRACTICE_FEEDBACK, assignment_submit
+from drawbench.studies.services.gold import gold_trials_prepare
+from drawbench.studies.services.raters import rater_complete, rater_create, rater_flags_refresh
+from drawbench.studies.services.serving import assignment_next_for_rater
 
 pytestmark = pytest.mark.django_db
 

@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from drawbench.studies import apis, authentication, services
+from drawbench.studies import apis, authentication
 from drawbench.studies.models import Assignment, ControlAnswer, Judgment, Rater
-from drawbench.studies.services import MAX_RESPONSE_TIME_MS, study_close
+from drawbench.studies.services import errors, raters
+from drawbench.studies.services.answering import MAX_RESPONSE_TIME_MS
+from drawbench.studies.services.studies import study_close
 from tests.studies.conftest import rater_client
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +102,7 @@ def test_joining_a_study_that_asks_for_consent_needs_it(make_study):
     refused = APIClient().post(url("api-rater-start", study), {}, format="json")
     _, agreed = start(study, consent=True)
 
-    assert refused.status_code == 400 and refused.json() == {"consent": [services.ERROR_CONSENT_REQUIRED]}
+    assert refused.status_code == 400 and refused.json() == {"consent": [errors.ERROR_CONSENT_REQUIRED]}
     assert agreed["consented"] is True
 
 
@@ -145,7 +147,7 @@ def test_a_different_answer_to_an_answered_item_is_a_conflict_and_the_first_stan
     response = submit(client, study, key, answers={"fidelity": "right", "alignment": "tie"})
 
     assert response.status_code == 409
-    assert response.json()["detail"] == services.ERROR_ASSIGNMENT_ANSWERED
+    assert response.json()["detail"] == errors.ERROR_ASSIGNMENT_ANSWERED
     assert Judgment.objects.filter(question="fidelity").count() == 1
 
 
@@ -157,7 +159,7 @@ def test_another_raters_item_is_not_found(make_study):
 
     response = submit(mine, study, their_key)
 
-    assert response.status_code == 404 and response.json()["detail"] == services.ERROR_ASSIGNMENT_UNKNOWN
+    assert response.status_code == 404 and response.json()["detail"] == errors.ERROR_ASSIGNMENT_UNKNOWN
     assert Judgment.objects.count() == 0
 
 
@@ -182,7 +184,7 @@ def test_answers_to_a_closed_study_are_refused_as_gone(make_study):
 
     response = submit(client, study, key)
 
-    assert response.status_code == 410 and response.json()["detail"] == services.ERROR_STUDY_NOT_OPEN
+    assert response.status_code == 410 and response.json()["detail"] == errors.ERROR_STUDY_NOT_OPEN
     assert client.get(url("api-rater-assignment", study)).status_code == 410
     assert Judgment.objects.count() == 0
 
@@ -270,9 +272,9 @@ def test_an_answer_the_study_does_not_understand_is_refused_with_the_service_mes
 
     assert response.status_code == 400
     assert response.json()["answers"] == [
-        services.ERROR_ANSWER_MISSING.format(text="Which set of images better represents the text caption?"),
-        services.ERROR_CHOICE_UNKNOWN.format(choice="model_a", question="fidelity"),
-        services.ERROR_ANSWER_UNEXPECTED.format(question="beauty"),
+        errors.ERROR_ANSWER_MISSING.format(text="Which set of images better represents the text caption?"),
+        errors.ERROR_CHOICE_UNKNOWN.format(choice="model_a", question="fidelity"),
+        errors.ERROR_ANSWER_UNEXPECTED.format(question="beauty"),
     ]
 
 
@@ -325,7 +327,7 @@ def test_the_form_post_is_throttled_too(client, make_study, settings):
 
 def test_a_rater_client_fixture_authenticates_as_its_rater(make_study):
     study = make_study(n_prompts=1)
-    rater = services.rater_create(study=study)
+    rater = raters.rater_create(study=study)
 
     assert rater_client(rater).get(url("api-rater-assignment", study)).status_code == 200
 

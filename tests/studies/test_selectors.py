@@ -7,14 +7,13 @@ import pytest
 from drawbench.studies.models import Assignment
 from drawbench.studies.selectors import (
     assignment_display,
-    comparison_next_for_rater,
     rater_progress,
     study_progress,
 )
-from drawbench.studies.services import (
+from drawbench.studies.services.raters import rater_create, rater_finish
+from tests.studies.helpers import (
     assignment_create,
-    rater_create,
-    rater_finish,
+    comparison_next_for_rater,  # noqa: E402
 )
 
 pytestmark = pytest.mark.django_db

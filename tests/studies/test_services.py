@@ -6,19 +6,15 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
-from drawbench.studies import services
 from drawbench.studies.models import Assignment, Choice, Comparison, Judgment, Question, Study
-from drawbench.studies.services import (
-    assignment_create,
-    assignment_next_for_rater,
-    judgment_submit,
-    rater_create,
-    study_close,
-    study_create,
-    study_mark_generating,
-    study_open,
-)
+from drawbench.studies.selectors import study_missing_samples
+from drawbench.studies.services import answering, errors, studies
+from drawbench.studies.services.raters import rater_create
+from drawbench.studies.services.serving import assignment_next_for_rater
+from drawbench.studies.services.studies import study_close, study_create, study_mark_generating, study_open
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, SampleFactory
+from tests.studies import helpers
+from tests.studies.helpers import assignment_create, judgment_submit
 
 pytestmark = pytest.mark.django_db
 
@@ -92,47 +88,47 @@ def test_study_create_stores_its_settings(prompt_set, staff_user):
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [
-        ({"models": "one"}, "evaluated_models", services.ERROR_MODELS_TOO_FEW.format(n=1)),
-        ({"models": "repeated"}, "evaluated_models", services.ERROR_MODELS_TOO_FEW.format(n=1)),
+        ({"models": "one"}, "evaluated_models", studies.ERROR_MODELS_TOO_FEW.format(n=1)),
+        ({"models": "repeated"}, "evaluated_models", studies.ERROR_MODELS_TOO_FEW.format(n=1)),
         ({"categories": ["Colours"]}, "categories", None),
         (
             {"categories": ["Colors", "Colors"]},
             "categories",
-            services.ERROR_CATEGORY_REPEATED.format(category="Colors"),
+            studies.ERROR_CATEGORY_REPEATED.format(category="Colors"),
         ),
-        ({"questions": []}, "questions", services.ERROR_QUESTIONS_EMPTY),
+        ({"questions": []}, "questions", studies.ERROR_QUESTIONS_EMPTY),
         ({"questions": ["beauty"]}, "questions", None),
         ({"questions": ["fidelity", "fidelity"]}, "questions", None),
         (
             {"samples_per_side": 0},
             "samples_per_side",
-            services.ERROR_NOT_POSITIVE.format(field="samples_per_side", value=0),
+            studies.ERROR_NOT_POSITIVE.format(field="samples_per_side", value=0),
         ),
         (
             {"ratings_per_comparison": -3},
             "ratings_per_comparison",
-            services.ERROR_NOT_POSITIVE.format(field="ratings_per_comparison", value=-3),
+            studies.ERROR_NOT_POSITIVE.format(field="ratings_per_comparison", value=-3),
         ),
         (
             {"max_comparisons_per_rater": 0},
             "max_comparisons_per_rater",
-            services.ERROR_NOT_POSITIVE.format(field="max_comparisons_per_rater", value=0),
+            studies.ERROR_NOT_POSITIVE.format(field="max_comparisons_per_rater", value=0),
         ),
-        ({"gold_rate": 1.5}, "gold_rate", services.ERROR_NOT_FRACTION.format(field="gold_rate", value=1.5)),
+        ({"gold_rate": 1.5}, "gold_rate", studies.ERROR_NOT_FRACTION.format(field="gold_rate", value=1.5)),
         (
             {"min_gold_accuracy": -0.1},
             "min_gold_accuracy",
-            services.ERROR_NOT_FRACTION.format(field="min_gold_accuracy", value=-0.1),
+            studies.ERROR_NOT_FRACTION.format(field="min_gold_accuracy", value=-0.1),
         ),
         (
             {"practice_items": -1},
             "practice_items",
-            services.ERROR_NOT_NEGATIVE.format(field="practice_items", value=-1),
+            studies.ERROR_NOT_NEGATIVE.format(field="practice_items", value=-1),
         ),
         (
             {"assignment_timeout_s": 0},
             "assignment_timeout_s",
-            services.ERROR_NOT_POSITIVE.format(field="assignment_timeout_s", value=0),
+            studies.ERROR_NOT_POSITIVE.format(field="assignment_timeout_s", value=0),
         ),
         ({"completion_url": "not a url"}, "completion_url", None),
     ],
@@ -162,9 +158,9 @@ def test_study_create_error_messages_name_the_unknown_category_and_question(prom
     errors = caught.value.message_dict
     known = "Colors, Counting, Text"
     assert errors["categories"] == [
-        services.ERROR_CATEGORY_UNKNOWN.format(category="Colours", prompt_set=prompt_set, known=known)
+        studies.ERROR_CATEGORY_UNKNOWN.format(category="Colours", prompt_set=prompt_set, known=known)
     ]
-    assert errors["questions"] == [services.ERROR_QUESTION_UNKNOWN.format(question="x", known="fidelity, alignment")]
+    assert errors["questions"] == [studies.ERROR_QUESTION_UNKNOWN.format(question="x", known="fidelity, alignment")]
 
 
 def test_study_create_refuses_a_prompt_set_without_prompts():
@@ -184,7 +180,7 @@ def test_study_missing_samples_names_each_model_and_prompt_short_of_samples(make
     prompt = study.comparisons.order_by("prompt__position").first().prompt
     model.samples.filter(prompt=prompt, index__gte=5).delete()
 
-    lines = services.study_missing_samples(study=study)
+    lines = study_missing_samples(study=study)
 
     assert lines == [f"{model}: prompt 1 (Colors) “{prompt.text}” has 5 of 8 samples"]
 
@@ -195,7 +191,7 @@ def test_study_open_refuses_until_every_side_has_its_samples(make_study):
     with pytest.raises(ValidationError) as caught:
         study_open(study=study)
 
-    header = services.ERROR_SAMPLES_MISSING.format(study=study.name, n=4, k=8)
+    header = studies.ERROR_SAMPLES_MISSING.format(study=study.name, n=4, k=8)
     assert caught.value.messages[0] == header
     assert len(caught.value.messages) == 5
     study.refresh_from_db()
@@ -218,8 +214,8 @@ def test_study_open_summarises_a_long_list_of_missing_samples(make_study):
         study_open(study=study)
 
     messages = caught.value.messages
-    assert len(messages) == 1 + services.MISSING_LINES_SHOWN + 1
-    assert messages[-1] == services.ERROR_SAMPLES_MORE_MISSING.format(n=24 - services.MISSING_LINES_SHOWN)
+    assert len(messages) == 1 + studies.MISSING_LINES_SHOWN + 1
+    assert messages[-1] == studies.ERROR_SAMPLES_MORE_MISSING.format(n=24 - studies.MISSING_LINES_SHOWN)
 
 
 def test_study_lifecycle_goes_from_draft_through_generating_and_open_to_closed(make_study):
@@ -242,7 +238,7 @@ def test_study_mark_generating_refuses_an_open_study(make_study):
         study_mark_generating(study=study)
 
     assert caught.value.messages == [
-        services.ERROR_STATUS_TRANSITION.format(study=study.name, status="open for rating", action="generated")
+        studies.ERROR_STATUS_TRANSITION.format(study=study.name, status="open for rating", action="generated")
     ]
 
 
@@ -259,7 +255,7 @@ def test_rater_create_refuses_a_study_that_is_not_open(make_study):
     with pytest.raises(ValidationError) as caught:
         rater_create(study=study)
 
-    assert caught.value.messages == [services.ERROR_STUDY_NOT_OPEN]
+    assert caught.value.messages == [errors.ERROR_STUDY_NOT_OPEN]
 
 
 def test_assignment_create_draws_the_left_model_and_the_image_order_and_records_them(make_study):
@@ -319,7 +315,7 @@ def test_assignment_create_refuses_a_comparison_of_another_study(make_study):
     with pytest.raises(ValidationError) as caught:
         assignment_create(rater=rater_create(study=study), comparison=other.comparisons.first())
 
-    assert caught.value.messages == [services.ERROR_COMPARISON_OTHER_STUDY]
+    assert caught.value.messages == [helpers.ERROR_COMPARISON_OTHER_STUDY]
 
 
 def test_assignment_next_for_rater_shows_the_unanswered_assignment_again(make_study):
@@ -381,7 +377,7 @@ def test_judgment_submit_rejects_second_answer_from_same_rater(make_study):
     with pytest.raises(ValidationError) as caught:
         judgment_submit(assignment=assignment, answers={"fidelity": "right", "alignment": "right"}, response_time_ms=9)
 
-    assert caught.value.messages == [services.ERROR_ASSIGNMENT_ANSWERED]
+    assert caught.value.messages == [errors.ERROR_ASSIGNMENT_ANSWERED]
     first_choice = Choice.A if assignment.left_model_id == assignment.comparison.model_a_id else Choice.B
     assert sorted(Judgment.objects.values_list("question", "choice")) == [
         ("alignment", first_choice),
@@ -408,7 +404,7 @@ def test_judgment_submit_turns_a_lost_race_into_a_clear_error_and_writes_nothing
     with pytest.raises(ValidationError) as caught:
         judgment_submit(assignment=assignment, answers={"fidelity": "left", "alignment": "left"}, response_time_ms=20)
 
-    assert caught.value.messages == [services.ERROR_ASSIGNMENT_ANSWERED]
+    assert caught.value.messages == [errors.ERROR_ASSIGNMENT_ANSWERED]
     assert list(Judgment.objects.values_list("question", "choice")) == [("alignment", "tie")]
     assignment.refresh_from_db()
     assert assignment.completed_at is None
@@ -436,43 +432,43 @@ BAD_PAYLOADS = [
     pytest.param(
         {"fidelity": "left"},
         1000,
-        services.ERROR_ANSWER_MISSING.format(text=Question.ALIGNMENT.label),
+        errors.ERROR_ANSWER_MISSING.format(text=Question.ALIGNMENT.label),
         id="missing-question",
     ),
     pytest.param(
         {"fidelity": "left", "alignment": ""},
         1000,
-        services.ERROR_ANSWER_MISSING.format(text=Question.ALIGNMENT.label),
+        errors.ERROR_ANSWER_MISSING.format(text=Question.ALIGNMENT.label),
         id="empty-answer",
     ),
     pytest.param(
         {"fidelity": "A", "alignment": "left"},
         1000,
-        services.ERROR_CHOICE_UNKNOWN.format(choice="A", question="fidelity"),
+        errors.ERROR_CHOICE_UNKNOWN.format(choice="A", question="fidelity"),
         id="unknown-choice",
     ),
     pytest.param(
         {"fidelity": "left", "alignment": "left", "beauty": "left"},
         1000,
-        services.ERROR_ANSWER_UNEXPECTED.format(question="beauty"),
+        errors.ERROR_ANSWER_UNEXPECTED.format(question="beauty"),
         id="extra-question",
     ),
     pytest.param(
         {"fidelity": "left", "alignment": "left"},
         -5,
-        services.ERROR_RESPONSE_TIME.format(max=services.MAX_RESPONSE_TIME_MS, value=-5),
+        errors.ERROR_RESPONSE_TIME.format(max=answering.MAX_RESPONSE_TIME_MS, value=-5),
         id="negative-time",
     ),
     pytest.param(
         {"fidelity": "left", "alignment": "left"},
-        services.MAX_RESPONSE_TIME_MS + 1,
-        services.ERROR_RESPONSE_TIME.format(max=services.MAX_RESPONSE_TIME_MS, value=services.MAX_RESPONSE_TIME_MS + 1),
+        answering.MAX_RESPONSE_TIME_MS + 1,
+        errors.ERROR_RESPONSE_TIME.format(max=answering.MAX_RESPONSE_TIME_MS, value=answering.MAX_RESPONSE_TIME_MS + 1),
         id="absurd-time",
     ),
     pytest.param(
         {"fidelity": "left", "alignment": "left"},
         "12",
-        services.ERROR_RESPONSE_TIME.format(max=services.MAX_RESPONSE_TIME_MS, value="12"),
+        errors.ERROR_RESPONSE_TIME.format(max=answering.MAX_RESPONSE_TIME_MS, value="12"),
         id="time-not-an-int",
     ),
 ]
@@ -500,7 +496,7 @@ def test_judgment_submit_refuses_answers_once_the_study_is_closed(make_study):
     with pytest.raises(ValidationError) as caught:
         judgment_submit(assignment=assignment, answers={"fidelity": "left", "alignment": "left"}, response_time_ms=5)
 
-    assert caught.value.messages == [services.ERROR_STUDY_NOT_OPEN]
+    assert caught.value.messages == [errors.ERROR_STUDY_NOT_OPEN]
     assert Judgment.objects.count() == 0
 
 
@@ -522,7 +518,7 @@ def test_assignment_create_refuses_a_side_short_of_samples_without_naming_its_mo
         assignment_create(rater=rater_create(study=study), comparison=comparison)
 
     assert caught.value.messages == [
-        services.ERROR_NOT_ENOUGH_SAMPLES.format(comparison=comparison.pk, n=7, position=1, k=8)
+        errors.ERROR_NOT_ENOUGH_SAMPLES.format(comparison=comparison.pk, n=7, position=1, k=8)
     ]
     assert comparison.model_b.name not in caught.value.messages[0]
     assert Assignment.objects.count() == 0

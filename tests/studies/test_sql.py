@@ -8,7 +8,10 @@ from django.utils import timezone
 
 from drawbench.studies import sql
 from drawbench.studies.models import Assignment, Judgment, Rater, Study
-from drawbench.studies.services import assignment_create, assignment_next_for_rater, assignment_submit, rater_create
+from drawbench.studies.services.answering import assignment_submit
+from drawbench.studies.services.raters import rater_create
+from drawbench.studies.services.serving import assignment_next_for_rater
+from tests.studies.helpers import assignment_create
 
 pytestmark = pytest.mark.django_db
 

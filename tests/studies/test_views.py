@@ -7,9 +7,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
-from drawbench.studies import services, views
+from drawbench.studies import views
 from drawbench.studies.models import Assignment, Judgment, Rater, Study
-from drawbench.studies.services import study_close
+from drawbench.studies.services import answering, errors
+from drawbench.studies.services.studies import study_close
 
 pytestmark = pytest.mark.django_db
 
@@ -165,27 +166,27 @@ def test_the_last_answer_leads_to_the_finish_page_which_records_the_rater_as_fin
 BAD_FORMS = [
     pytest.param(
         {"answer_alignment": None},
-        services.ERROR_ANSWER_MISSING.format(text="Which set of images better represents the text caption?"),
+        errors.ERROR_ANSWER_MISSING.format(text="Which set of images better represents the text caption?"),
         id="missing-question",
     ),
     pytest.param(
         {"answer_fidelity": "model_a"},
-        services.ERROR_CHOICE_UNKNOWN.format(choice="model_a", question="fidelity"),
+        errors.ERROR_CHOICE_UNKNOWN.format(choice="model_a", question="fidelity"),
         id="unknown-choice",
     ),
     pytest.param(
         {"answer_style": "left"},
-        services.ERROR_ANSWER_UNEXPECTED.format(question="style"),
+        errors.ERROR_ANSWER_UNEXPECTED.format(question="style"),
         id="extra-question",
     ),
     pytest.param(
         {"response_time_ms": "-1"},
-        services.ERROR_RESPONSE_TIME.format(max=services.MAX_RESPONSE_TIME_MS, value=-1),
+        errors.ERROR_RESPONSE_TIME.format(max=answering.MAX_RESPONSE_TIME_MS, value=-1),
         id="negative-time",
     ),
     pytest.param(
         {"response_time_ms": "999999999999"},
-        services.ERROR_RESPONSE_TIME.format(max=services.MAX_RESPONSE_TIME_MS, value=999999999999),
+        errors.ERROR_RESPONSE_TIME.format(max=answering.MAX_RESPONSE_TIME_MS, value=999999999999),
         id="absurd-time",
     ),
     pytest.param(
@@ -239,7 +240,7 @@ def test_a_different_answer_sent_for_an_answered_comparison_is_a_conflict_and_th
     response = client.post(rate_url(study), good_payload(key, answer_fidelity="right"))
 
     assert response.status_code == 409
-    assert escape(services.ERROR_ASSIGNMENT_ANSWERED) in response.content.decode()
+    assert escape(errors.ERROR_ASSIGNMENT_ANSWERED) in response.content.decode()
     assert Judgment.objects.count() == 2
     assert Judgment.objects.filter(question="alignment").get().choice == "tie"
 
@@ -289,7 +290,7 @@ def test_an_answer_to_a_closed_study_is_refused_and_nothing_is_written(client, m
     response = client.post(rate_url(study), good_payload(key))
 
     assert response.status_code == 400
-    assert escape(services.ERROR_STUDY_NOT_OPEN) in response.content.decode()
+    assert escape(errors.ERROR_STUDY_NOT_OPEN) in response.content.decode()
     assert Judgment.objects.count() == 0
     assert client.get(rate_url(study)).status_code == 410
 

@@ -25,7 +25,7 @@ from drawbench.dashboard.selectors import study_samples_state
 from drawbench.dashboard.services import study_generation_start
 from drawbench.generation.worker import worker_process
 from drawbench.studies.models import Study
-from drawbench.studies.services import study_create, study_open
+from drawbench.studies.services.studies import study_create, study_open
 from prompts import LoadedPromptSet, PromptRecord
 
 DEMO_SET_SLUG = "drawbench-demo"

@@ -1,0 +1,349 @@
+"""Serving: which items a rater is shown next, claimed under concurrency, held under a lease, reclaimed when
+abandoned."""
+
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from drawbench.studies import sql
+from drawbench.studies.models import (
+    Assignment,
+    Comparison,
+    GoldTrial,
+    Rater,
+    Study,
+)
+from drawbench.studies.selectors import (
+    RaterProgress,
+    assignment_pending_for_rater,
+    gold_trial_unseen_for_rater,
+    rater_progress_from_counts,
+)
+from drawbench.studies.services.errors import ERROR_NOT_ENOUGH_SAMPLES, ERROR_STUDY_NOT_OPEN, StudyNotOpen
+
+# Rows built here from rows just read (under lock where it matters); the database holds the constraints. Validating
+# them again would cost a query per foreign key and per constraint on the path every answer takes.
+ASSIGNMENT_TRUSTED_FIELDS = ("rater", "comparison", "gold_trial", "left_model")
+
+# At most this many abandoned assignments are reclaimed per sweep (a sweep runs when a rater finds no free slot).
+SWEEP_BATCH = 500
+
+
+# --- serving ----------------------------------------------------------------------------------------------------
+
+
+def display_rng() -> random.Random:
+    """The generator of one request's draws (sides, image orders, gold slots): seeded with 128 bits from the
+    operating system, so that nothing a rater sees predicts the next draw, without a system call per number (a
+    batch draws hundreds)."""
+    return random.Random(secrets.randbits(128))
+
+
+def comparison_slot_take(*, comparison_id: int, study: Study) -> bool:
+    """Take one slot of this comparison if it has one free."""
+    return bool(
+        Comparison.objects.filter(pk=comparison_id, n_assigned__lt=study.ratings_per_comparison).update(
+            n_assigned=F("n_assigned") + 1
+        )
+    )
+
+
+@transaction.atomic
+def assignments_release_expired(*, study: Study, now: datetime | None = None) -> int:
+    """Reclaim the study's comparison assignments left unanswered past their lease: their slots go back to the pool.
+
+    The assignment rows stay (what was shown is kept, and the rater is never served that comparison again); an
+    answer that comes later is accepted only if the comparison still has a free slot. Returns how many were released.
+
+    Rows another transaction holds (a concurrent release, an answer arriving) are waited for, not skipped, then
+    checked again: a rater who missed, released nothing because another rater was releasing, and claimed before that
+    release committed would find every slot taken and stop, while slots came free (seen: comparisons that never
+    reached their target). Locked in id order, so that two releases never wait for each other.
+    """
+    now = now or timezone.now()
+    expired = list(
+        Assignment.objects.select_for_update(of=("self",))
+        .filter(
+            rater__study=study,
+            kind=Assignment.Kind.COMPARISON,
+            completed_at__isnull=True,
+            released_at__isnull=True,
+            expires_at__lt=now,
+        )
+        .order_by("pk")
+        .values_list("pk", "comparison_id")[:SWEEP_BATCH]
+    )
+    if not expired:
+        return 0
+    Assignment.objects.filter(pk__in=[pk for pk, _ in expired]).update(released_at=now)
+    per_comparison: dict[int, int] = {}
+    for _, comparison_id in expired:
+        per_comparison[comparison_id] = per_comparison.get(comparison_id, 0) + 1
+    for comparison_id, n in sorted(per_comparison.items()):
+        Comparison.objects.filter(pk=comparison_id).update(n_assigned=F("n_assigned") - n)
+    return len(expired)
+
+
+def assignment_build(
+    *,
+    rater: Rater,
+    study: Study,
+    comparison: Comparison,
+    rng: random.Random,
+    now: datetime,
+    samples: list[tuple[int, int, str]] | None = None,
+) -> Assignment:
+    """Draw which model is on the left and which samples are shown, in which order: the assignment, not saved yet
+    (sql.assignments_insert saves it).
+
+    With more samples than the study shows per side, the shown ones are drawn at random among them. `samples`: the
+    comparison's (sample id, model id, storage name) when the caller has read them already. The storage names ride
+    along on the instance (`image_names`) so that showing it costs no query.
+    """
+    k = study.samples_per_side
+    found: dict[int, list[tuple[int, str]]] = {comparison.model_a_id: [], comparison.model_b_id: []}
+    if samples is None:
+        samples = sql.samples_of(prompt_id=comparison.prompt_id, model_ids=list(found))
+    for sample_id, model_id, name in samples:
+        found[model_id].append((sample_id, name))
+    sides = []
+    for model_id in (comparison.model_a_id, comparison.model_b_id):
+        if len(found[model_id]) < k:
+            raise ValidationError(
+                ERROR_NOT_ENOUGH_SAMPLES.format(
+                    comparison=comparison.pk, n=len(found[model_id]), position=comparison.prompt.position, k=k
+                )
+            )
+        sides.append((model_id, [sample_id for sample_id, _ in rng.sample(found[model_id], k)]))
+    if rng.random() < 0.5:
+        sides.reverse()
+    (left_model_id, left_ids), (_, right_ids) = sides
+
+    assignment = Assignment(
+        rater=rater,
+        kind=Assignment.Kind.COMPARISON,
+        comparison=comparison,
+        left_model_id=left_model_id,
+        left_sample_ids=left_ids,
+        right_sample_ids=right_ids,
+        served_at=now,
+        expires_at=now + timedelta(seconds=study.assignment_timeout_s),
+    )
+    # Not full_clean'd: every value was read from the database or drawn here (validating them cost more than the
+    # rest of serving a batch).
+    assignment.image_names = {sample_id: name for pairs in found.values() for sample_id, name in pairs}
+    return assignment
+
+
+def _assignment_build_control(
+    *, rater: Rater, trial: GoldTrial, kind: str, rng: random.Random, now: datetime
+) -> Assignment:
+    """A gold trial to serve (silently, or labelled as practice), not saved yet: the reference set on a random side,
+    both shuffled."""
+    reference, foil = list(trial.reference_images), list(trial.foil_images)
+    rng.shuffle(reference)
+    rng.shuffle(foil)
+    reference_on_left = rng.random() < 0.5
+    left, right = (reference, foil) if reference_on_left else (foil, reference)
+    assignment = Assignment(
+        rater=rater,
+        kind=kind,
+        gold_trial=trial,
+        reference_on_left=reference_on_left,
+        left_images=left,
+        right_images=right,
+        served_at=now,
+    )
+    assignment.full_clean(exclude=ASSIGNMENT_TRUSTED_FIELDS, validate_unique=False, validate_constraints=False)
+    return assignment
+
+
+@dataclass
+class RaterCounts:
+    """Read with the rater's lock: items answered (practice aside), practice items served, comparisons held (not
+    reclaimed), and the study's comparisons and gold trials. A count the study's settings made moot when the lock
+    was taken is None; `complete` reads them all if the settings changed since."""
+
+    done: int
+    practice: int | None
+    held: int | None
+    comparisons: int
+    gold_trials: int | None
+
+    @classmethod
+    def of(cls, counts: tuple) -> "RaterCounts":
+        return cls(*counts)
+
+    def complete(self, *, rater_id: int, study: Study) -> "RaterCounts":
+        needed = (
+            (study.practice_items and self.practice is None)
+            or (study.max_comparisons_per_rater is not None and self.held is None)
+            or (study.gold_rate > 0 and self.gold_trials is None)
+        )
+        if needed:
+            done, self.practice, self.held, _, self.gold_trials = sql.rater_counts(rater_id=rater_id)
+        return self
+
+    def progress(self, study: Study) -> RaterProgress:
+        return rater_progress_from_counts(
+            study=study, done=self.done, comparisons=self.comparisons, gold_trials=self.gold_trials
+        )
+
+
+def assignment_next_for_rater(*, rater: Rater, rng: random.Random | None = None) -> Assignment | None:
+    """What the rater sees now: their unanswered item if any (a reload shows the same), else a new one; None when
+    there is nothing left for them.
+
+    In order: the oldest pending item (its lease renewed: it is shown now); a practice item while they have had
+    fewer than practice_items; nothing once they hold max_comparisons_per_rater comparisons; else a batch of
+    settings.DRAWBENCH_RATER_BATCH items (fewer at the cap), each a silent gold trial with probability gold_rate or a
+    slot of one of the comparisons with the fewest raters they have not seen; its first item is returned.
+    """
+    return next_counted(rater=rater, rng=rng or display_rng())[0]
+
+
+def next_counted(*, rater: Rater, rng: random.Random) -> tuple[Assignment | None, RaterCounts | None]:
+    """assignment_next_for_rater, and the rater's counts as read with their lock (None after a miss)."""
+    with transaction.atomic():
+        locked, counts = _rater_lock(rater=rater)
+        served = next_locked(rater=locked, counts=counts, rng=rng, wait=False)
+    if served is not NO_FREE_SLOT:
+        return served, counts
+    return next_after_miss(rater=rater, rng=rng), None
+
+
+NO_FREE_SLOT = object()
+
+
+def _rater_lock(*, rater: Rater) -> tuple[Rater, RaterCounts]:
+    """Lock the rater's row (their own concurrent requests, two tabs or a double click, queue up and agree) and read
+    their study afresh and their counts, in one statement."""
+    cached = rater.study if Rater.study.is_cached(rater) else None
+    study, counts = sql.rater_lock(rater_id=rater.pk, study=cached)
+    if study.status != Study.Status.OPEN:
+        raise StudyNotOpen(ERROR_STUDY_NOT_OPEN)
+    rater.study = study
+    return rater, RaterCounts.of(counts).complete(rater_id=rater.pk, study=study)
+
+
+def next_after_miss(*, rater: Rater, rng: random.Random) -> Assignment | None:
+    # Every slot left was taken or locked by a concurrent claim. Reclaim abandoned slots (in a transaction of its
+    # own, so that the rows it touched are not held while waiting below), then look again, this time waiting for
+    # locked rows rather than skipping them: a locked row may still have room once its claim commits.
+    assignments_release_expired(study=rater.study)
+    with transaction.atomic():
+        locked, counts = _rater_lock(rater=rater)
+        served = next_locked(rater=locked, counts=counts, rng=rng, wait=True)
+    return None if served is NO_FREE_SLOT else served
+
+
+def next_locked(*, rater: Rater, counts: RaterCounts, rng: random.Random, wait: bool):
+    """assignment_next_for_rater's rules, under the rater's lock; NO_FREE_SLOT when a slot may still come free."""
+    study = rater.study
+    now = timezone.now()
+    pending = assignment_pending_for_rater(rater=rater) if sql.pending_count(rater_id=rater.pk) else None
+    if pending is not None:
+        if pending.kind == Assignment.Kind.COMPARISON:
+            pending.expires_at = now + timedelta(seconds=study.assignment_timeout_s)
+            pending.save(update_fields=["expires_at"])
+        return pending
+
+    if study.practice_items and counts.practice < study.practice_items:
+        trial = gold_trial_unseen_for_rater(rater=rater, practice=True)
+        if trial is not None:
+            practice = _assignment_build_control(
+                rater=rater, trial=trial, kind=Assignment.Kind.PRACTICE, rng=rng, now=now
+            )
+            sql.assignments_insert(assignments=[practice])
+            return practice
+    batch = _batch_serve(rater=rater, counts=counts, rng=rng, wait=wait, now=now)
+    if batch is None:
+        return None
+    return batch[0] if batch else NO_FREE_SLOT
+
+
+def _batch_serve(
+    *, rater: Rater, counts: RaterCounts, rng: random.Random, wait: bool, now: datetime
+) -> list[Assignment] | None:
+    """Serve the rater a batch of settings.DRAWBENCH_RATER_BATCH items (fewer at their cap), under their lock: the
+    items saved, in the order they will see them; None at their cap; empty when no slot is free.
+
+    A rater's first batch has a size drawn between 1 and the batch size (settings.DRAWBENCH_RATER_STAGGER): raters
+    who arrive together (a crowd platform's launch) and work at one pace would otherwise run out of their batches at
+    the same moment, every batch, and claim their next ones all at once, contending for the same least-rated
+    comparisons (on a 2-core machine, 64 such raters halved the answers served for 0.4 s every 2 s)."""
+    study = rater.study
+    size = settings.DRAWBENCH_RATER_BATCH
+    if counts.done == 0 and settings.DRAWBENCH_RATER_STAGGER:
+        size = rng.randint(1, size)
+    if study.max_comparisons_per_rater is not None:
+        if counts.held >= study.max_comparisons_per_rater:
+            return None
+        size = min(size, study.max_comparisons_per_rater - counts.held)
+    batch = _batch_draw(rater=rater, study=study, size=size, rng=rng, wait=wait, now=now)
+    if batch:
+        if counts.held is not None:
+            counts.held += sum(assignment.kind == Assignment.Kind.COMPARISON for assignment in batch)
+        sql.assignments_insert(assignments=batch)
+    return batch
+
+
+def rater_batch_prefetch(*, rater: Rater, rng: random.Random | None = None) -> list[Assignment]:
+    """Serve the rater's next batch ahead of time: when the item they are looking at is the last one they hold, so
+    that answering it finds the next one waiting instead of claiming a batch while they wait for the response. The
+    answer path calls it once its response has been sent (SubmitOutcome.refill_due).
+
+    Serves nothing when they hold more than one item (a concurrent request refilled), still owe practice items, are
+    at their cap, no slot is free, or the study is not open: answering their last item then serves what there is,
+    as it always does. Returns the items served."""
+    rng = rng or display_rng()
+    try:
+        with transaction.atomic():
+            locked, counts = _rater_lock(rater=rater)
+            study = locked.study
+            if sql.pending_count(rater_id=rater.pk, up_to=2) > 1:
+                return []
+            if study.practice_items and counts.practice < study.practice_items:
+                return []
+            return _batch_serve(rater=locked, counts=counts, rng=rng, wait=False, now=timezone.now()) or []
+    except StudyNotOpen:
+        return []
+
+
+def _batch_draw(
+    *, rater: Rater, study: Study, size: int, rng: random.Random, wait: bool, now: datetime
+) -> list[Assignment]:
+    """The rater's next `size` items (fewer when the study has fewer left for them), in the order they will see
+    them, not saved yet: each a silent gold trial with probability gold_rate (while the rater has unseen ones),
+    else a slot of a comparison, claimed here (see sql.comparisons_claim). Serving several at once spreads the
+    claim's cost over several answers; each holds its slot under the same lease, renewed when it is shown."""
+    slots = [not wait and bool(study.gold_rate) and rng.random() < study.gold_rate for _ in range(size)]
+    gold: list[Assignment] = []
+    for _ in range(sum(slots)):
+        trial = gold_trial_unseen_for_rater(rater=rater, exclude=[a.gold_trial_id for a in gold])
+        if trial is None:
+            break
+        gold.append(_assignment_build_control(rater=rater, trial=trial, kind=Assignment.Kind.GOLD, rng=rng, now=now))
+    claimed = sql.comparisons_claim(rater_id=rater.pk, study=study, wait=wait, limit=size - len(gold))
+    comparisons = [
+        assignment_build(rater=rater, study=study, comparison=comparison, rng=rng, now=now, samples=samples)
+        for comparison, samples in claimed
+    ]
+    rng.shuffle(comparisons)
+    # The gold trials where their slots fell among the comparisons (a slot with no unseen trial left took a
+    # comparison instead).
+    batch, gold_left, comparisons_left = [], iter(gold), iter(comparisons)
+    for is_gold in slots:
+        item = next(gold_left, None) if is_gold else None
+        item = item or next(comparisons_left, None)
+        if item is not None:
+            batch.append(item)
+    batch += [*gold_left, *comparisons_left]
+    return batch
