@@ -399,7 +399,7 @@ def main() -> None:
 
     preference = report["preference"]
     overall = preference[(preference["scope"] == "overall")]
-    print("\noverall s (ties count as half) by question and method:")
+    print("\noverall s (a tie scores ½) by question and method:")
     for row in overall.itertuples():
         print(f"  {row.question:10s} {row.method:22s} s = {row.s:.4f}  [{row.low:.4f}, {row.high:.4f}]")
     for question in QUESTIONS:

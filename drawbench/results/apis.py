@@ -171,14 +171,22 @@ class StudyResultsApi(_StudyExportApi):
             allow_null=True, help_text="Interval for s, by `method`; null where undefined (a single prompt)."
         )
         ci_high = serializers.FloatField(allow_null=True)
-        se = serializers.FloatField(allow_null=True, help_text="Standard error of s (null for Wilson and Goodman).")
+        se = serializers.FloatField(
+            allow_null=True,
+            help_text="Standard error of s; null where undefined (no variation, one prompt) and for Wilson, Goodman.",
+        )
         df = serializers.FloatField(allow_null=True, help_text="Degrees of freedom of a t interval, else null.")
+        n_eff = serializers.FloatField(
+            allow_null=True, help_text="Design-effect-adjusted effective n behind the score interval, else null."
+        )
         method = serializers.CharField(help_text="How the intervals of this row were computed.")
         level = serializers.FloatField(help_text="Confidence level of every interval of this row.")
         B = serializers.IntegerField(allow_null=True, help_text="Bootstrap resamples; null for analytic methods.")
         seed = serializers.IntegerField(allow_null=True, help_text="Bootstrap seed; null for analytic methods.")
         target = serializers.CharField(help_text="The population the interval is about.")
-        tie_convention = serializers.CharField(help_text="ties_half: a tie counts as half a win for each side.")
+        tie_convention = serializers.CharField(
+            help_text="ties_half: a tie scores ½ for each model (s = share A + ½·share tie)."
+        )
         decisive_win_rate = serializers.FloatField(allow_null=True, help_text="A / (A + B).")
         low_precision = serializers.BooleanField(
             help_text="Rests on fewer than 40 prompts or 10 raters: the interval is wide and less trustworthy."
@@ -229,7 +237,7 @@ class StudyRankingApi(_StudyExportApi):
         question = serializers.CharField()
         exclude_flagged_raters = serializers.BooleanField()
         pair_model = serializers.ChoiceField(
-            choices=list(stats.PAIR_MODELS), help_text="bradley_terry (ties count as half) or davidson."
+            choices=list(stats.PAIR_MODELS), help_text="bradley_terry (a tie scores ½ for each model) or davidson."
         )
         evaluated_model = serializers.CharField(help_text="name@version")
         strength = serializers.FloatField(help_text="Log strength, sum zero over the models.")

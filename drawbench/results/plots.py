@@ -86,7 +86,7 @@ def _legend(fig: Figure, results: dict[str, Any], pairs: list[tuple[str, str]]) 
         Patch(color=COLOR_TIE, label="Indifferent"),
         Patch(color=COLOR_B, label=names[1]),
         Line2D([], [], color="black", marker="D", markersize=3.5, linewidth=1.0,
-               label=f"s = A + ½·tie (ties count as half), {level} CI: {_method_legend(results)}"),
+               label=f"s = A + ½·tie (a tie scores ½), {level} CI: {_method_legend(results)}"),
     ]  # fmt: skip
     fig.legend(
         handles=handles, loc="upper center", ncol=2, frameon=False, fontsize=FONT_SIZE - 0.5,

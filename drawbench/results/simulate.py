@@ -34,22 +34,12 @@ from scipy import optimize, special, stats
 
 from drawbench.results.intervals import DEFAULT_METHOD, Method, interval_batch, t_quantile
 from drawbench.results.intervals.bootstrap import permutation_pvalues_batch
-from drawbench.results.intervals.cluster import Correction, DfRule, two_way_cluster_batch
+from drawbench.results.intervals.cluster import Bounds, Correction, DfRule, two_way_cluster_batch
 from drawbench.results.intervals.core import CHOICES, DEFAULT_B, DEFAULT_LEVEL, SCORE_OF_CHOICE, Layout
+from prompts import DRAWBENCH_CATEGORY_COUNTS
 
-DRAWBENCH_CATEGORIES: tuple[tuple[str, int], ...] = (
-    ("Colors", 25),
-    ("Conflicting", 10),
-    ("Counting", 19),
-    ("DALL-E", 20),
-    ("Descriptions", 20),
-    ("Gary Marcus et al.", 10),
-    ("Misspellings", 10),
-    ("Positional", 20),
-    ("Rare Words", 7),
-    ("Reddit", 38),
-    ("Text", 21),
-)
+# DrawBench's category sizes are stated once, in the prompt-set loader (Imagen paper, Table A.1).
+DRAWBENCH_CATEGORIES: tuple[tuple[str, int], ...] = tuple(DRAWBENCH_CATEGORY_COUNTS.items())
 SIMULATION_SEED = 5
 Design = Literal["per_category", "few_raters", "random"]
 _HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(96)
@@ -109,6 +99,31 @@ SCENARIO_GRID: tuple[Scenario, ...] = (
     Scenario(name="few_raters_5", design="few_raters", n_raters=5, effect=0.5),
     Scenario(name="few_raters_no_rater_effect", design="few_raters", n_raters=10, rater_sd=0.0, effect=0.5),
     Scenario(name="random_pool_60_k5", design="random", n_raters=60, ratings_per_prompt=5, effect=0.5),
+)
+# The edges (issue 15): a preference so strong that whole categories come out all A (zero-width intervals before the
+# score interval), and small pilots whose Satterthwaite degrees of freedom collapse (the df floor's evidence).
+# DrawBench's 7-prompt category under random assignment is ``random_pool_60_k5``'s Rare Words.
+EDGE_GRID: tuple[Scenario, ...] = (
+    Scenario(
+        name="boundary_near_all_a",
+        raters_per_category=5,
+        categories=(("X", 10), ("Y", 10)),
+        effect=4.0,
+        tie_rate=0.1,
+    ),
+    Scenario(
+        name="pilot_10_prompts_4_raters", design="few_raters", n_raters=4, categories=(("X", 5), ("Y", 5)), effect=0.5
+    ),
+    Scenario(name="pilot_12_prompts_3_raters", design="few_raters", n_raters=3, categories=(("X", 12),), effect=0.5),
+    Scenario(
+        name="pilot_20_prompts_random_8",
+        design="random",
+        n_raters=8,
+        ratings_per_prompt=3,
+        categories=(("X", 10), ("Y", 10)),
+        effect=0.5,
+    ),
+    Scenario(name="pilot_8_prompts_per_category", raters_per_category=5, categories=(("X", 4), ("Y", 4)), effect=0.5),
 )
 
 
@@ -331,6 +346,8 @@ class CoverageResult:
     mean_estimate: float
     category_coverage: tuple[float, ...]
     category_names: tuple[str, ...]
+    zero_width: int = 0  # intervals (any scope) of zero width: a valid interval on finite data never has one
+    mean_df: float = float("nan")
 
 
 def _scenario_stream(scenario: Scenario, seed: int) -> np.random.SeedSequence:
@@ -364,8 +381,9 @@ def coverage(
     *,
     level: float = DEFAULT_LEVEL,
     B: int = DEFAULT_B,
-    df_rule: DfRule = "satterthwaite",
+    df_rule: DfRule = "floored",
     correction: Correction = "balanced",
+    bounds: Bounds = "score",
     progress: Callable[[int], object] | None = None,
 ) -> CoverageResult:
     """Coverage of ``method``'s interval for s over R simulated studies, overall and per category.
@@ -378,13 +396,24 @@ def coverage(
     category_truth = np.array(truth.category_s)
     scope_truth = np.concatenate([[truth.s], category_truth])[:, None]
     covered = np.zeros(scope_truth.size)
-    width = estimate = 0.0
+    width = estimate = df_sum = 0.0
+    zero_width = 0
     for layout, choice, _, rng in _chunks(scenario, R, seed):
         result = interval_batch(
-            method, SCORE_OF_CHOICE[choice], layout, level=level, B=B, seed=rng, df_rule=df_rule, correction=correction
+            method,
+            SCORE_OF_CHOICE[choice],
+            layout,
+            level=level,
+            B=B,
+            seed=rng,
+            df_rule=df_rule,
+            correction=correction,
+            bounds=bounds,
         )
         covered += ((result.low <= scope_truth) & (scope_truth <= result.high)).sum(axis=1)
         width += float((result.high[0] - result.low[0]).sum())
+        zero_width += int((result.high - result.low <= 0).sum())
+        df_sum += float(result.df[0].sum()) if result.df is not None else float("nan")
         estimate += float(result.estimate[0].sum())
         if progress is not None:
             progress(choice.shape[1])
@@ -403,6 +432,8 @@ def coverage(
         mean_estimate=estimate / R,
         category_coverage=tuple(float(v) for v in rate[1:]),
         category_names=tuple(name for name, _ in scenario.categories),
+        zero_width=zero_width,
+        mean_df=df_sum / R,
     )
 
 

@@ -9,7 +9,7 @@ was shown on the left: gives the position bias) and ``response_time_ms``.
 For each scope (a question, a pair of models, overall or one category) a row reports:
 
 - the counts and shares of A, tie and B, each share with an interval;
-- the preference score s = share_A + ½·share_tie ("ties count as half"), with its interval by a named method
+- the preference score s = share_A + ½·share_tie (a tie scores ½ for each model), with its interval by a named method
   (``intervals.METHODS``; the default ``two_way_cluster_t`` is the one calibrated by simulation), and everything
   needed to reproduce and read it: method, level, B and seed (None for analytic methods), standard error,
   degrees of freedom and target population;
@@ -42,8 +42,8 @@ DEFAULT_SEED = interval_core.DEFAULT_SEED
 LOW_PRECISION_PROMPTS = interval_core.LOW_PRECISION_MIN_PROMPTS
 LOW_PRECISION_RATERS = interval_core.LOW_PRECISION_MIN_RATERS
 TARGET_POPULATION = interval_core.TARGET_POPULATION
-TIE_CONVENTION = "ties_half"
-TIE_CONVENTION_LABEL = "ties count as half: s = A + ½·tie"
+TIE_CONVENTION = interval_core.TIE_CONVENTION
+TIE_CONVENTION_LABEL = interval_core.TIE_CONVENTION_LABEL
 CHOICES = interval_core.CHOICES
 SCOPE_OVERALL = "overall"
 SCOPE_CATEGORY = "category"
@@ -74,7 +74,7 @@ INTERVAL_METHODS: dict[str, str] = {
 }
 PAGE_METHODS = ("two_way_cluster_t", "prompt_bootstrap", "prompt_bootstrap_bca", "two_way_bootstrap", "wilson")
 PAIR_MODEL_LABELS = {
-    "bradley_terry": "Bradley–Terry (ties count as half)",
+    "bradley_terry": "Bradley–Terry (a tie scores ½ for each model)",
     "davidson": "Davidson (an explicit tie parameter ν)",
 }
 
@@ -256,6 +256,7 @@ def pair_rows(
             "ci_high": _number(row["high"]),
             "se": _number(row["se"]),
             "df": _number(row["df"]),
+            "n_eff": _number(row["n_eff"]),
             "method": method,
             "level": level,
             "B": B if uses_b else None,

@@ -28,7 +28,7 @@ def test_preference_shares_count_ties_as_half():
     assert (shares.count_a, shares.count_tie, shares.count_b) == (2, 1, 1)
     assert shares.s == pytest.approx((2 + 0.5) / 4)
     assert shares.decisive_win_rate == pytest.approx(2 / 3)
-    assert shares.tie_convention == "ties count as half"
+    assert shares.tie_convention == "ties_half"
 
 
 def test_wilson_bounds_match_newcombe_1998_example():
@@ -83,9 +83,15 @@ def test_two_way_cluster_variance_reduces_to_the_stratified_prompt_cluster_varia
     sizes = category.value_counts()
     variance = (by_category * sizes / (sizes - 1)).sum() / len(frame) ** 2
     assert result.se == pytest.approx(np.sqrt(variance), rel=1e-12)
-    # Degrees of freedom: the Satterthwaite blend of the two strata's 3 and 5, as for a one-way stratified variance.
+    # Degrees of freedom: the Satterthwaite blend of the two strata's 3 and 5, as for a one-way stratified variance,
+    # then floored at min(prompts − strata, raters − 1) = 8, which it falls below here.
     parts = by_category * sizes / (sizes - 1)
-    assert result.df == pytest.approx(parts.sum() ** 2 / (parts**2 / (sizes - 1)).sum(), rel=0.05)
+    satterthwaite = parts.sum() ** 2 / (parts**2 / (sizes - 1)).sum()
+    arrays = core.judgment_arrays(frame)
+    unfloored = cluster.two_way_cluster_batch(arrays.score, arrays.layout, df_rule="satterthwaite")
+    assert unfloored.df[0, 0] == pytest.approx(satterthwaite, rel=0.05)
+    assert satterthwaite < 8
+    assert result.df == 8
 
 
 def test_two_way_cluster_variance_is_unbiased_in_a_balanced_crossed_design():
@@ -111,7 +117,7 @@ def test_preference_report_has_a_row_per_question_scope_and_method(study):
     assert len(report) == 2 * 12 * 2
     first = report.iloc[0]
     assert (first["question"], first["scope"], first["method"]) == ("fidelity", "overall", "two_way_cluster_t")
-    assert set(report["tie_convention"]) == {"ties count as half"}
+    assert set(report["tie_convention"]) == {"ties_half"}
     assert set(report["target"]) == {"prompts of the set, raters of the pool"}
     overall = report[(report["scope"] == "overall") & (report["method"] == "two_way_cluster_t")]
     assert (overall["low"] < overall["s"]).all() and (overall["s"] < overall["high"]).all()

@@ -159,3 +159,34 @@ def test_coverage_result_records_method_seed_and_per_category_rates():
     assert (result.method, result.seed, result.R) == ("two_way_cluster_t", 1, 50)
     assert len(result.category_coverage) == 11 and result.category_names[0] == "Colors"
     assert result.B is None
+
+
+EDGES = {scenario.name: scenario for scenario in sim.EDGE_GRID}
+
+
+def test_default_interval_is_never_zero_width_and_covers_where_whole_categories_come_out_all_a():
+    result = sim.coverage(iv.DEFAULT_METHOD, EDGES["boundary_near_all_a"], R=2000)
+    wald = sim.coverage(iv.DEFAULT_METHOD, EDGES["boundary_near_all_a"], R=2000, bounds="wald")
+    assert wald.zero_width > 0  # the clipped t interval collapses to [1, 1] on an all-A category
+    assert result.zero_width == 0
+    assert result.coverage >= 0.935 and min(result.category_coverage) >= 0.935, result
+
+
+@pytest.mark.parametrize("name", [name for name in EDGES if name.startswith("pilot")])
+def test_small_pilots_cover_and_the_df_floor_narrows_them(name):
+    floored = sim.coverage(iv.DEFAULT_METHOD, EDGES[name], R=2000)
+    unfloored = sim.coverage(iv.DEFAULT_METHOD, EDGES[name], R=2000, df_rule="satterthwaite")
+    assert floored.coverage >= 0.935 and min(floored.category_coverage) >= 0.935, floored
+    assert floored.mean_width < unfloored.mean_width
+    assert floored.mean_df > unfloored.mean_df
+
+
+def test_seven_prompt_category_covers_under_random_assignment():
+    scenario = GRID["random_pool_60_k5"]
+    assert dict(scenario.categories)["Rare Words"] == 7
+    result = sim.coverage(iv.DEFAULT_METHOD, scenario, R=2000)
+    wald = sim.coverage(iv.DEFAULT_METHOD, scenario, R=2000, bounds="wald")
+    rare_words = result.category_names.index("Rare Words")
+    assert result.category_coverage[rare_words] >= 0.935, result
+    assert min(result.category_coverage) >= 0.935, result
+    assert min(wald.category_coverage) < 0.935  # what the t interval on the same variance gave (issue 15)

@@ -4,6 +4,7 @@ metadata, agreement and position bias per scope, Wilson as the reference, pair o
 import math
 from statistics import NormalDist
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import binomtest, t
@@ -84,16 +85,21 @@ def test_preference_table_of_seven_a_two_ties_three_b_counts_ties_as_half():
     assert (row["n_prompts"], row["n_raters"]) == (12, 12)
 
 
-def test_default_interval_of_independent_judgments_is_the_student_t_interval_of_the_mean_score():
+def test_default_interval_of_independent_judgments_is_the_score_interval_on_the_t_statistic_of_the_mean_score():
     # Every judgment on its own prompt by its own rater: the two-way cluster-robust variance reduces to the sample
-    # variance of the scores over n, and its degrees of freedom to n − 1, so the default interval is the textbook
-    # one-sample t interval of the scores 1 / ½ / 0.
+    # variance of the scores over n and its degrees of freedom to n − 1. The default interval is the score interval
+    # on the effective n = s(1 − s)/SE²: the s whose t statistic, with that SE rescaled to s, is within t₁₁.
     frame = study_frame("AAAAAAA TT BBB", prompt_id=range(12), rater_id=range(12))
     row = only_row(frame)
     scores = frame["choice"].map({"A": 1.0, "tie": 0.5, "B": 0.0})
-    low, high = t.interval(0.95, df=11, loc=scores.mean(), scale=scores.std(ddof=1) / math.sqrt(12))
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=1e-12)
-    assert row["df"] == pytest.approx(11)
+    se = scores.std(ddof=1) / math.sqrt(12)
+    s = scores.mean()
+    n_eff = min(s * (1 - s) / se**2, 12)  # capped at n: a design effect below 1 is not credited
+    quantile = t.ppf(0.975, 11)
+    for bound in (row["ci_low"], row["ci_high"]):
+        assert abs(bound - s) == pytest.approx(quantile * math.sqrt(bound * (1 - bound) / n_eff), rel=1e-9)
+    assert row["ci_low"] < s < row["ci_high"]
+    assert (row["se"], row["df"], row["n_eff"]) == pytest.approx((se, 11, n_eff))
     assert (row["method"], row["level"], row["B"], row["seed"]) == ("two_way_cluster_t", 0.95, None, None)
     assert row["target"] == "prompts of the set, raters of the pool"
 
@@ -118,7 +124,11 @@ def test_clustered_default_is_wider_than_wilson_when_prompts_carry_the_preferenc
     default = only_row(frame)
     wilson = only_row(frame, method="wilson")
     assert default["score"] == wilson["score"] == (12 + 2) / 20
-    assert default["ci_high"] - default["ci_low"] > 2 * (wilson["ci_high"] - wilson["ci_low"])
+    # Four judgments per prompt that always agree carry one prompt's information: the effective n is the 5 prompts,
+    # scaled by s(1 − s) over the prompts' score variance (ties make it smaller than s(1 − s)), not 20 judgments.
+    prompt_scores = np.array([1.0, 0.0, 1.0, 1.0, 0.5])
+    assert default["n_eff"] == pytest.approx(5 * 0.7 * 0.3 / prompt_scores.var(ddof=1))
+    assert default["ci_high"] - default["ci_low"] > 1.5 * (wilson["ci_high"] - wilson["ci_low"])
 
 
 @pytest.mark.parametrize("method", ["prompt_bootstrap", "prompt_bootstrap_bca", "two_way_bootstrap"])
@@ -255,3 +265,18 @@ def test_preference_table_of_an_empty_frame_is_empty():
 def test_shares_of_every_row_sum_to_one():
     for row in stats.preference_table(table_frame()):
         assert math.isclose(row["share_a"] + row["share_tie"] + row["share_b"], 1.0)
+
+
+@pytest.mark.parametrize("choices", ["AAAA AAAA AAAA", "TTTT TTTT TTTT", "AAAA BBBB"])
+def test_boundary_studies_get_an_interval_of_positive_width_and_an_undefined_standard_error(choices):
+    # All A, all ties, and a split where each prompt is unanimous and raters differ in nothing: no variation within
+    # the clusters the variance is estimated from (SE 0 or undefined), yet the interval is never zero width.
+    n = len(choices.replace(" ", ""))
+    frame = study_frame(choices, prompt_id=[p // 4 for p in range(n)], rater_id=[p % 4 for p in range(n)])
+    row = only_row(frame)
+    assert row["ci_low"] < row["ci_high"]
+    assert row["ci_low"] <= row["score"] <= row["ci_high"]
+    if choices[0] != "T" and set(choices) != {"A", "B", " "}:
+        assert row["ci_high"] == 1.0
+    if len(set(choices.replace(" ", ""))) == 1:
+        assert row["se"] is None

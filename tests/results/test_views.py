@@ -92,7 +92,7 @@ def test_results_page_shows_counts_score_interval_method_and_tie_convention(clie
     response = client.get(page_url(known_study.study.pk))
     assert response.status_code == 200
     html = response.content.decode()
-    assert "ties count as half" in html
+    assert "a tie scores ½ for each model" in html
     assert reverse("results:chart-svg", args=[known_study.study.pk]) in html
     rows = page_rows(html)
     assert len(rows) == 6
@@ -270,7 +270,7 @@ def test_results_page_prints_the_default_method_and_offers_the_bootstrap_variant
     html = page_html(client, known_study.study.pk)
     method_note = html[html.index('id="interval-method"') :]
     assert "<code>two_way_cluster_t</code>" in method_note[: method_note.index("</p>")]
-    assert "ties count as half" in method_note[: method_note.index("</p>")]
+    assert "a tie scores ½ for each model" in method_note[: method_note.index("</p>")]
     assert 'id="bootstrap-settings"' not in html
     links = html[html.index('id="method-links"') :]
     links = links[: links.index("</p>")]

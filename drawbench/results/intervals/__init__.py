@@ -4,7 +4,7 @@ Pure numbers over numpy arrays and pandas DataFrames: no Django, no ORM, no requ
 
 A judgments frame has one row per judgment with the columns ``prompt_id``, ``category``, ``rater_id``, ``choice``
 ("A", "tie" or "B", in model space), and optionally ``left_is_a``, ``response_time_ms`` and ``question``. The
-score of a judgment is y = 1 for A, ½ for a tie, 0 for B; s is its mean ("ties count as half").
+score of a judgment is y = 1 for A, ½ for a tie, 0 for B; s is its mean (a tie scores ½ for each model).
 
 Judgments are clustered twice: by prompt (every rater sees the same two sets of images for a prompt) and by rater
 (a rater is lenient or strict with model A's style across prompts). Intervals:
@@ -47,7 +47,7 @@ from drawbench.results.intervals.bootstrap import (
     prompt_bootstrap_batch,
     two_way_bootstrap_batch,
 )
-from drawbench.results.intervals.cluster import Correction, DfRule, two_way_cluster_batch
+from drawbench.results.intervals.cluster import Bounds, Correction, DfRule, two_way_cluster_batch
 from drawbench.results.intervals.core import (
     DEFAULT_B,
     DEFAULT_LEVEL,
@@ -88,16 +88,18 @@ def interval_batch(
     level: float = DEFAULT_LEVEL,
     B: int = DEFAULT_B,
     seed: int | np.random.Generator = DEFAULT_SEED,
-    df_rule: DfRule = "satterthwaite",
+    df_rule: DfRule = "floored",
     correction: Correction = "balanced",
     transform: np.ndarray | None = None,
+    bounds: Bounds = "score",
 ) -> BatchIntervals:
     """Dispatch to the batch function of ``method``; ``goodman`` gives Wilson's interval for s (Goodman's is for
-    the three shares jointly). ``df_rule`` and ``correction`` tune the two-way cluster methods (for calibration)."""
+    the three shares jointly). ``df_rule``, ``correction`` and ``bounds`` tune the two-way cluster methods
+    (for calibration)."""
     if method == "two_way_cluster_t":
-        return two_way_cluster_batch(Y, layout, level=level, df_rule=df_rule, correction=correction)
+        return two_way_cluster_batch(Y, layout, level=level, df_rule=df_rule, correction=correction, bounds=bounds)
     if method == "two_way_cluster_normal":
-        return two_way_cluster_batch(Y, layout, level=level, reference="normal", correction=correction)
+        return two_way_cluster_batch(Y, layout, level=level, reference="normal", correction=correction, bounds=bounds)
     if method == "prompt_bootstrap":
         return prompt_bootstrap_batch(Y, layout, level=level, B=B, seed=seed, transform=transform)
     if method == "prompt_bootstrap_bca":
@@ -114,7 +116,7 @@ def interval_batch(
 
 @dataclass(frozen=True)
 class PreferenceShares:
-    """Counts and shares of A / tie / B, s (ties count as half) and the decisive win rate A / (A + B)."""
+    """Counts and shares of A / tie / B, s (a tie scores ½) and the decisive win rate A / (A + B)."""
 
     n: int
     count_a: int
@@ -288,6 +290,7 @@ def preference_rows(
                     "high": result.high[index, 0],
                     "se": np.nan if result.se is None else result.se[index, 0],
                     "df": np.nan if result.df is None else result.df[index, 0],
+                    "n_eff": np.nan if result.n_eff is None else result.n_eff[index, 0],
                     "decisive_win_rate": count_a / decisive if decisive else np.nan,
                     "method": method,
                     "level": level,

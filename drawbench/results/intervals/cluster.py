@@ -11,8 +11,10 @@ import numpy as np
 from scipy import stats
 
 from drawbench.results.intervals.core import DEFAULT_LEVEL, BatchIntervals, Layout, _as_columns, _scope_means
+from drawbench.results.intervals.score import effective_n_bounds
 
-DfRule = Literal["satterthwaite", "min"]
+DfRule = Literal["floored", "satterthwaite", "min"]
+Bounds = Literal["score", "wald"]
 Correction = Literal["balanced", "cgm"]
 
 
@@ -193,14 +195,28 @@ def _cgm_two_way(
     return np.where(total > 0, total, np.maximum(v_p, v_r)), [overall_parts, *category_parts]
 
 
+def cluster_df_floor(layout: Layout) -> np.ndarray:
+    """(1 + C,) the small-cluster floor of the degrees of freedom: min(prompts − strata, raters − 1) per scope.
+
+    The classical rule for G clusters is G − 1 (G − H with H strata); with two cluster dimensions, the scarcer one.
+    Welch–Satterthwaite falls below it when one stratum or part dominates the variance, and with a handful of
+    clusters collapses to 1–2 (an interval of [0, 1]); the floor stops the collapse. Coverage with and without it is
+    measured in ``simulate.SMALL_PILOT_GRID`` (README, Statistics).
+    """
+    counts = layout.scope_counts()
+    strata = np.concatenate([[layout.n_categories], np.ones(layout.n_categories)])
+    return np.maximum(np.minimum(counts["n_prompts"] - strata, counts["n_raters"] - 1), 1.0)
+
+
 def two_way_cluster_batch(
     Y: np.ndarray,
     layout: Layout,
     *,
     level: float = DEFAULT_LEVEL,
     reference: Literal["t", "normal"] = "t",
-    df_rule: DfRule = "satterthwaite",
+    df_rule: DfRule = "floored",
     correction: Correction = "balanced",
+    bounds: Bounds = "score",
 ) -> BatchIntervals:
     """Two-way cluster-robust intervals (Cameron, Gelbach & Miller 2011) for every scope and column of Y.
 
@@ -212,9 +228,14 @@ def two_way_cluster_batch(
     design (see ``_balanced_two_way``); ``cgm`` uses g/(g − 1) per component as CGM do. A non-positive combination
     falls back to the larger one-way variance.
 
-    Reference: ``t`` with ``df_rule`` ``satterthwaite`` (Welch–Satterthwaite over the variance parts: with few raters
-    who carry real effects it falls to about raters − 1, with none it rises to the prompts' df) or ``min``
-    (min(prompts, raters) − 1, over-conservative when raters are few but carry no effect); or ``normal``.
+    Reference: ``t`` with ``df_rule`` ``floored`` (the default: Welch–Satterthwaite over the variance parts, never
+    below ``cluster_df_floor``), ``satterthwaite`` (unfloored: with few raters who carry real effects it falls to
+    about raters − 1, with none it rises to the prompts' df) or ``min`` (min(prompts, raters) − 1); or ``normal``.
+
+    ``bounds``: ``score`` (the default, for columns in [0, 1]) is the score interval on the design-effect-adjusted
+    effective n (``score.effective_n_bounds``): it respects the boundary and is never zero width; ``wald`` is
+    estimate ± quantile·SE, clipped to [0, 1] (for columns that are not bounded means, e.g. PPI's rectified terms).
+    The SE is NaN where it is undefined: no variation observed in the scope (all A, all ties), or one prompt.
     """
     Y = _as_columns(Y)
     estimate, category_means = _scope_means(Y, layout)
@@ -228,20 +249,34 @@ def two_way_cluster_batch(
     counts = layout.scope_counts()
     variance = scaled / counts["n"][:, None] ** 2
 
+    floor = cluster_df_floor(layout)[:, None]
     if reference == "normal":
         df = np.full_like(variance, np.inf)
     elif df_rule == "min":
         df = np.broadcast_to((np.minimum(counts["n_prompts"], counts["n_raters"]) - 1)[:, None], variance.shape)
         df = np.maximum(df.astype(float), 1.0)
-    elif df_rule == "satterthwaite":
+    elif df_rule in ("satterthwaite", "floored"):
         df = np.maximum(np.vstack([_satterthwaite(scope_parts) for scope_parts in parts]), 1.0)
+        if df_rule == "floored":
+            df = np.maximum(df, floor)
+        # No variance part observed (no variation): the Satterthwaite ratio is 0/0; the floor is all there is.
+        df = np.where(np.isfinite(df) | (variance > 0), df, floor)
     else:
-        raise ValueError(f"Unknown df rule {df_rule!r}; expected 'satterthwaite' or 'min'.")
+        raise ValueError(f"Unknown df rule {df_rule!r}; expected 'floored', 'satterthwaite' or 'min'.")
 
     se = np.sqrt(variance)
-    quantile = stats.t.ppf(0.5 + level / 2, df) if reference == "t" else stats.norm.ppf(0.5 + level / 2)
     too_few = (counts["n_prompts"] < 2)[:, None]
-    low = np.where(too_few, np.nan, np.clip(estimate - quantile * se, 0.0, 1.0))
-    high = np.where(too_few, np.nan, np.clip(estimate + quantile * se, 0.0, 1.0))
+    if bounds == "score":
+        n_floor = np.minimum(counts["n_prompts"], counts["n_raters"])[:, None]
+        low, high, n_eff = effective_n_bounds(estimate, se, counts["n"][:, None], n_floor, df, level)
+    elif bounds == "wald":
+        quantile = stats.t.ppf(0.5 + level / 2, df)
+        low, high = np.clip(estimate - quantile * se, 0.0, 1.0), np.clip(estimate + quantile * se, 0.0, 1.0)
+        n_eff = None
+    else:
+        raise ValueError(f"Unknown bounds {bounds!r}; expected 'score' or 'wald'.")
+    low = np.where(too_few, np.nan, low)
+    high = np.where(too_few, np.nan, high)
+    se = np.where(too_few | (se <= 0), np.nan, se)
     name = "two_way_cluster_t" if reference == "t" else "two_way_cluster_normal"
-    return BatchIntervals(estimate=estimate, low=low, high=high, method=name, level=level, se=se, df=df)
+    return BatchIntervals(estimate=estimate, low=low, high=high, method=name, level=level, se=se, df=df, n_eff=n_eff)

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-TIE_CONVENTION = "ties count as half"
+# The one tie convention: a tie scores ½ for each model, so s = π_A + ½·π_tie (DESIGN.md §4; Davidson 1970).
+TIE_CONVENTION = "ties_half"
+TIE_CONVENTION_LABEL = "a tie scores ½ for each model: s = share A + ½·share tie"
 TARGET_POPULATION = "prompts of the set, raters of the pool"
 CHOICES = ("A", "tie", "B")
 SCORE_OF_CHOICE = np.array([1.0, 0.5, 0.0])
@@ -435,6 +437,7 @@ class BatchIntervals:
     seed: int | None = None
     se: np.ndarray | None = None
     df: np.ndarray | None = None
+    n_eff: np.ndarray | None = None  # design-effect-adjusted effective n behind a score interval
 
 
 def _as_columns(Y: np.ndarray) -> np.ndarray:

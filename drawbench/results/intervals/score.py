@@ -40,3 +40,39 @@ def wilson_batch(Y: np.ndarray, layout: Layout, *, level: float = DEFAULT_LEVEL)
     n = layout.scope_counts()["n"][:, None]
     low, high = wilson_bounds(estimate, n, level)
     return BatchIntervals(estimate=estimate, low=low, high=high, method="wilson", level=level)
+
+
+def effective_n_bounds(
+    estimate: np.ndarray,
+    se: np.ndarray,
+    n: np.ndarray,
+    n_floor: np.ndarray,
+    df: np.ndarray,
+    level: float = DEFAULT_LEVEL,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score interval for a clustered mean in [0, 1] on its effective sample size: (low, high, n_eff).
+
+    The design effect of a clustered estimate p̂ with standard error SE is deff = p̂(1 − p̂) / (n·SE²), and its
+    effective n is n_eff = n / deff = p̂(1 − p̂) / SE², capped at n (Kish 1965; Korn & Graubard 1998 for the interval,
+    Dean & Pagano 2015 for its small-sample coverage). The interval is Wilson's on n_eff with the Student-t quantile
+    of ``df`` in place of z, which is Korn and Graubard's degrees-of-freedom adjustment n_eff·(z/t)² written out.
+    For a score y ∈ {0, ½, 1}, p̂(1 − p̂) bounds the judgment variance from above, so the cap at n is conservative.
+
+    Where no variation is observed (all A, all B, all ties: SE = 0) the design effect is not estimable; n_eff is then
+    ``n_floor`` (the scope's min(prompts, raters): as if every judgment of a prompt, or of a rater, agreed), so the
+    interval is never zero width on finite data. Away from the boundary it is p̂ ± t·SE to first order.
+    """
+    p = np.clip(np.asarray(estimate, dtype=float), 0.0, 1.0)
+    se = np.asarray(se, dtype=float)
+    spread = p * (1 - p)
+    n = np.broadcast_to(np.asarray(n, dtype=float), p.shape)
+    n_floor = np.broadcast_to(np.maximum(np.asarray(n_floor, dtype=float), 1.0), p.shape)
+    observed = (se > 0) & (spread > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_eff = np.where(observed, np.minimum(spread / np.where(observed, se, 1.0) ** 2, n), n_floor)
+    q = stats.t.ppf(0.5 + level / 2, df)
+    q2 = q**2 / n_eff
+    denominator = 1 + q2
+    center = (p + q2 / 2) / denominator
+    half = np.sqrt(spread / n_eff * q**2 + q2**2 / 4) / denominator
+    return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0), n_eff

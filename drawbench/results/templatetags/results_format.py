@@ -7,9 +7,9 @@ register = template.Library()
 
 @register.filter
 def percent(value: float | None, digits: int = 1) -> str:
-    """0.58333 → "58.3%"; None (no judgments) → "–"."""
+    """0.58333 → "58.3%"; None (no judgments) → "—"."""
     if value is None:
-        return "–"
+        return "—"
     return f"{100 * value:.{int(digits)}f}%"
 
 
@@ -17,7 +17,7 @@ def percent(value: float | None, digits: int = 1) -> str:
 def percent_number(value: float | None, digits: int = 1) -> str:
     """0.58333 → "58.3", for intervals printed beside a percentage."""
     if value is None:
-        return "–"
+        return "—"
     return f"{100 * value:.{int(digits)}f}"
 
 
@@ -29,7 +29,7 @@ def add_half(value: float | None) -> float | None:
 
 @register.filter
 def number(value: float | None, digits: int = 3) -> str:
-    """A plain number with ``digits`` decimals; None (undefined) → "–"."""
+    """A plain number with ``digits`` decimals; None (undefined) → "—"."""
     if value is None:
-        return "–"
+        return "—"
     return f"{value:.{int(digits)}f}"

@@ -45,6 +45,13 @@ class Command(BaseCommand):
             help="Leave out judgments of raters flagged by quality control (judgments, results, ranking).",
         )
         parser.add_argument(
+            "--no-spreadsheet-safe",
+            dest="spreadsheet_safe",
+            action="store_false",
+            help="Write text cells exactly as stored, even those a spreadsheet would run as a formula (=, +, -, @): "
+            "for pandas, never for a file opened in a spreadsheet.",
+        )
+        parser.add_argument(
             "--method",
             choices=intervals.METHODS,
             help=f"Interval method of the results export (default {intervals.DEFAULT_METHOD}).",
@@ -60,6 +67,7 @@ class Command(BaseCommand):
         include_excluded: bool,
         exclude_flagged_raters: bool,
         method: str | None,
+        spreadsheet_safe: bool = True,
         **options,
     ):
         try:
@@ -81,7 +89,8 @@ class Command(BaseCommand):
         if not serializer.is_valid():
             raise CommandError(f"Invalid options: {serializer.errors}")
         data = api.export(study=study, **serializer.validated_data)
-        content = EXPORT_RENDERERS[fmt]().render(data, renderer_context={"header": api.header()})
+        context = {"header": api.header(), "spreadsheet_safe": spreadsheet_safe}
+        content = EXPORT_RENDERERS[fmt]().render(data, renderer_context=context)
         if output is None:
             self.stdout.write(content.decode("utf-8"), ending="")
             return
