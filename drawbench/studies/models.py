@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet
+from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet, Sample
 
 
 def new_token() -> str:
@@ -48,6 +48,12 @@ class DisplayedChoice(models.TextChoices):
     LEFT = "left", "I prefer set A"
     TIE = "tie", "I am indifferent"
     RIGHT = "right", "I prefer set B"
+
+
+class DisplayFormat(models.TextChoices):
+    JPEG = "jpeg", "JPEG"
+    PNG = "png", "PNG"
+    WEBP = "webp", "WebP"
 
 
 class Study(models.Model):
@@ -89,6 +95,18 @@ class Study(models.Model):
     completion_code = models.CharField(
         max_length=64, blank=True, default=new_completion_code, help_text="Shown to a rater who finished."
     )
+    min_answers_for_code = models.PositiveSmallIntegerField(
+        default=1, help_text="A rater gets the completion code only after answering at least this many items."
+    )
+    display_size = models.PositiveSmallIntegerField(
+        default=512, help_text="Every image is shown at this size (pixels, square), whatever its model made."
+    )
+    display_format = models.CharField(
+        max_length=8,
+        choices=DisplayFormat.choices,
+        default=DisplayFormat.JPEG,
+        help_text="Every image is re-encoded in this format when the study opens.",
+    )
     completion_url = models.URLField(
         max_length=500, blank=True, help_text="Where a rater who finished is sent (e.g. the crowd platform's)."
     )
@@ -115,6 +133,9 @@ class Study(models.Model):
                 condition=Q(min_gold_accuracy__gte=0) & Q(min_gold_accuracy__lte=1), name="study_gold_accuracy_range"
             ),
             models.CheckConstraint(condition=Q(assignment_timeout_s__gte=1), name="study_assignment_timeout_positive"),
+            models.CheckConstraint(
+                condition=Q(display_size__gte=16) & Q(display_size__lte=2048), name="study_display_size_range"
+            ),
         ]
         permissions = [("view_results", "Can view results and export judgments")]
 
@@ -170,6 +191,9 @@ class Rater(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True, help_text="First reached the finish page.")
     completed_at = models.DateTimeField(null=True, blank=True, help_text="Had nothing left to rate.")
+    last_answered_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Server time of their last answer (when the next item showed)."
+    )
     # Items answered, practice aside: raised by the answer path with each answer it records (the progress bar reads
     # it on every answer; counting the rows instead grew with every answer).
     n_answered = models.PositiveIntegerField(default=0, editable=False)
@@ -261,6 +285,17 @@ class Assignment(models.Model):
     left_images = models.JSONField(default=list, blank=True, help_text="Gold trials: storage names, left set.")
     right_images = models.JSONField(default=list, blank=True, help_text="Gold trials: storage names, right set.")
     served_at = models.DateTimeField(auto_now_add=True)
+    shown_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Server time the item was first shown (the later of serving and the rater's "
+        "previous answer); answered_at - shown_at is the server's response time.",
+    )
+    holds_slot = models.BooleanField(
+        db_default=True,
+        default=True,
+        help_text="False: a rater's first item, which takes its comparison's slot only when answered.",
+    )
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Unanswered by then, it may be reclaimed.")
     released_at = models.DateTimeField(null=True, blank=True, help_text="When it was reclaimed for other raters.")
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -423,3 +458,25 @@ class JudgmentExclusion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class DisplayImage(models.Model):
+    """An image as raters receive it: re-encoded to the study's display size and format when the study opens, under
+    an opaque random name of the study's own (a sample shown in two studies has two names). Gold sets (degraded
+    copies, another prompt's set, identical sets) are display images made the same way at the same time: nothing a
+    rater's browser receives but the pixels tells a model or a gold trial apart."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="display_images", db_index=False)
+    name = models.CharField(max_length=32, unique=True)
+    sample = models.ForeignKey(Sample, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    file = models.CharField(max_length=255, help_text="Storage name of the re-encoded file.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "sample"], condition=Q(sample__isnull=False), name="displayimage_unique_study_sample"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
