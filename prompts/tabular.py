@@ -8,7 +8,9 @@ the file, the line and the problem. Normalisation, the same for all loaders:
 - category names are stripped and runs of whitespace collapse to one space (the DrawBench sheet spells
   `Gary Marcus et al. ` with a trailing space);
 - rows whose fields are all blank are skipped (spreadsheet exports pad with them); a row with some fields blank
-  is an error.
+  is an error;
+- a prompt or category that a person would see as empty (only zero-width, format or blank characters) is an error,
+  and a prompt with bidi controls loads marked (its metadata and a warning name them; see prompts.text).
 """
 
 import csv
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prompts.records import MAX_CATEGORY_LENGTH, MAX_EXTERNAL_ID_LENGTH, PromptFileError, PromptRecord
+from prompts.text import BIDI_METADATA_KEY, bidi_controls, invisible_characters, visible_text
 
 DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 
@@ -233,9 +236,15 @@ def build_records(
         text = row.text.strip()
         if not text:
             raise error("empty value (every row needs a prompt)", "prompt")
+        if not visible_text(text):
+            hidden = ", ".join(invisible_characters(text))
+            raise error(f"the prompt has no visible character ({hidden})", "prompt")
         category = normalise_category(row.category)
         if not category:
             raise error("empty value (every prompt needs a category)", "category")
+        if not visible_text(category):
+            hidden = ", ".join(invisible_characters(category))
+            raise error(f"the category has no visible character ({hidden})", "category")
         if len(category) > MAX_CATEGORY_LENGTH:
             raise error(f"category is {len(category)} characters long; at most {MAX_CATEGORY_LENGTH}", "category")
         external_id = row.external_id.strip()
@@ -252,13 +261,22 @@ def build_records(
             warnings.append(f"line {row.line}: duplicate prompt {_short(text)!r} skipped (first on line {first})")
             continue
         first_line_of_text[text] = row.line
+        metadata = dict(row.metadata)
+        controls = bidi_controls(text)
+        if controls:
+            metadata[BIDI_METADATA_KEY] = controls
+            warnings.append(
+                f"{Path(name).name}, line {row.line}: prompt {_short(text)!r} contains bidi controls "
+                f"({', '.join(controls)}), which can make it display in another order than it reads; loaded, marked "
+                "in its metadata"
+            )
         records.append(
             PromptRecord(
                 position=len(records) + 1,
                 text=text,
                 category=category,
                 external_id=external_id,
-                metadata=dict(row.metadata),
+                metadata=metadata,
             )
         )
     return records, warnings
