@@ -120,6 +120,8 @@ def sample_store(
     except (ValidationError, IntegrityError):
         existing = Sample.objects.filter(**lookup).first()
         if existing is None:
+            # The row was refused: take back the file stored for it, unless another row uses the same bytes.
+            _orphans_delete({name})
             raise
         return existing
     return sample
@@ -195,9 +197,10 @@ def samples_import(
     """Import samples made elsewhere from a folder or a manifest CSV (see drawbench.backends.imported).
 
     All or nothing: every problem of the source is reported together in an ``ImageImportError`` before anything is
-    written, and the rows are written in one transaction. If that transaction fails, the files it stored are
-    deleted again unless another sample row uses them (files are shared by content). Importing the same source
-    twice changes nothing; importing different images over a model's existing samples is refused.
+    written, and the rows are written in one transaction. If that transaction fails (or is interrupted), the files it
+    stored are deleted again unless another sample row uses them (files are shared by content). Importing the same
+    source twice changes nothing; importing different images over a model's existing samples is refused. Called
+    inside a caller's transaction (``samples_import_command``), its failure rolls back the caller's writes too.
     """
     source = Path(source)
     prompts = list(prompt_set.prompts.all())
@@ -235,7 +238,7 @@ def samples_import(
                         settings=item.settings,
                     )
                 )
-    except Exception:
+    except BaseException:
         _orphans_delete({sample.image.name for sample in stored})
         raise
     covered = {item.prompt.id for item in items}
@@ -566,6 +569,19 @@ def generation_run_finish_if_complete(*, run: GenerationRun) -> GenerationRun:
 
 
 IMPORT_BACKEND = "drawbench.backends.imported.ImportBackend"
+
+
+@transaction.atomic
+def samples_import_with_model(
+    *, name: str, version: str, prompt_set: PromptSet, source: Path, samples_per_prompt: int = 8
+) -> tuple[EvaluatedModel, ImportReport]:
+    """Create the imported model ``name@version`` if it is missing and import its samples, in one transaction: an
+    import that fails leaves neither samples, nor files, nor a new, empty model row behind."""
+    model = imported_model_get_or_create(name=name, version=version)
+    report = samples_import(
+        evaluated_model=model, prompt_set=prompt_set, source=source, samples_per_prompt=samples_per_prompt
+    )
+    return model, report
 
 
 def imported_model_get_or_create(*, name: str, version: str = "1", description: str = "") -> EvaluatedModel:

@@ -11,7 +11,7 @@ from drawbench.generation.management.commands._options import (
     parse_model_label,
     prompt_set_from_slug,
 )
-from drawbench.generation.services import imported_model_get_or_create, samples_import
+from drawbench.generation.services import samples_import, samples_import_with_model
 
 
 class Command(BaseCommand):
@@ -34,21 +34,22 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         prompt_set = prompt_set_from_slug(options["prompt_set"])
-        if options["create_model"]:
-            name, version = parse_model_label(options["model"])
-            try:
-                model = imported_model_get_or_create(name=name, version=version or "1")
-            except ValidationError as exc:
-                raise CommandError(f"Cannot create model {options['model']!r}: {'; '.join(exc.messages)}") from exc
-        else:
-            model = evaluated_model_from_label(options["model"])
+        source = options["folder"] or options["manifest"]
+        n = options["samples_per_prompt"]
         try:
-            report = samples_import(
-                evaluated_model=model,
-                prompt_set=prompt_set,
-                source=options["folder"] or options["manifest"],
-                samples_per_prompt=options["samples_per_prompt"],
-            )
+            if options["create_model"]:
+                # The model row is created in the import's transaction: a failed import leaves no empty model behind.
+                name, version = parse_model_label(options["model"])
+                _, report = samples_import_with_model(
+                    name=name, version=version or "1", prompt_set=prompt_set, source=source, samples_per_prompt=n
+                )
+            else:
+                model = evaluated_model_from_label(options["model"])
+                report = samples_import(
+                    evaluated_model=model, prompt_set=prompt_set, source=source, samples_per_prompt=n
+                )
         except ImageImportError as exc:
             raise CommandError(str(exc)) from exc
+        except ValidationError as exc:
+            raise CommandError(f"Cannot import into {options['model']!r}: {'; '.join(exc.messages)}") from exc
         self.stdout.write(self.style.SUCCESS(str(report)))
