@@ -246,6 +246,19 @@ class StudyRankingApi(_StudyExportApi):
         rank = serializers.IntegerField(help_text="1 + models whose interval lies wholly above this one's.")
         rank_low = serializers.IntegerField(help_text="Best rank the intervals allow.")
         rank_high = serializers.IntegerField(help_text="Worst rank the intervals allow.")
+        tier = serializers.IntegerField(help_text="Models whose intervals overlap share a tier (1 is the top).")
+        n_to_flip_next = serializers.IntegerField(
+            allow_null=True,
+            help_text="Fewest judgments whose removal puts the next model below above this one (refit-confirmed); "
+            "null for the last model or where no removal does.",
+        )
+        share_to_flip_next = serializers.FloatField(allow_null=True, help_text="n_to_flip_next over all judgments.")
+        penalised = serializers.BooleanField(
+            help_text="No finite MLE: a penalised fit (one virtual judgment per pair)."
+        )
+        separated_resamples = serializers.IntegerField(
+            help_text="Bootstrap resamples without a finite MLE, refitted penalised."
+        )
         tie_parameter = serializers.FloatField(allow_null=True, help_text="Davidson's ν; null for Bradley–Terry.")
         tie_parameter_low = serializers.FloatField(allow_null=True)
         tie_parameter_high = serializers.FloatField(allow_null=True)

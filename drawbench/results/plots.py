@@ -109,8 +109,8 @@ def _footnote(fig: Figure, results: dict[str, Any], rows: list[dict[str, Any]]) 
     if any(row["low_precision"] for row in rows):
         fig.text(
             0.01, 0.005,
-            f"† low precision: fewer than {results['low_precision_prompts']} prompts "
-            f"or {results['low_precision_raters']} raters",
+            f"† low precision: half-width above {100 * results['low_precision_half_width']:.0f} points "
+            f"or under {results['low_precision_min_df']:.0f} df",
             fontsize=FONT_SIZE - 1.5, color="#555555",
         )  # fmt: skip
 

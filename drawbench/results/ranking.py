@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
+from scipy import special
 
 from drawbench.results.intervals import DEFAULT_METHOD, Method, preference_interval
 from drawbench.results.intervals.bootstrap import prompt_weights
@@ -137,56 +137,79 @@ def _loglik(params: np.ndarray, outcomes: np.ndarray, jac: np.ndarray, derivativ
 
 
 def _newton_batch(
-    start: np.ndarray, outcomes: np.ndarray, jac: np.ndarray, max_iter: int = 100, tol: float = 1e-10
+    start: np.ndarray, outcomes: np.ndarray, jac: np.ndarray, max_iter: int = 200, tol: float = 1e-10
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Maximise every resample's log-likelihood at once: damped Newton with step halving. Returns (params, ok)."""
-    params = start.copy()
+    """Maximise every resample's log-likelihood at once: Newton with a backtracking line search on a concave
+    objective. Returns (params, converged): converged where the gradient per judgment fell below ``tol``.
+
+    Where a finite maximum exists (``_mle_exists``) the log-likelihood is strictly concave on the free parameters,
+    so Newton's direction always ascends and the line search makes it converge, quadratically near the optimum.
+    """
+    params = start.astype(float).copy()
     value, gradient, hessian = _loglik(params, outcomes, jac)
-    active = np.ones(params.shape[0], dtype=bool)
+    scale_per_judgment = 1.0 / np.maximum(outcomes.sum(axis=(1, 2)), 1e-300)
+    converged = np.abs(gradient).max(axis=1) * scale_per_judgment <= tol
     ridge = 1e-12 * np.eye(params.shape[1])
     for _ in range(max_iter):
-        if not active.any():
+        active = np.flatnonzero(~converged)
+        if active.size == 0:
             break
         step = np.linalg.solve(-(hessian[active] - ridge), gradient[active][..., None])[..., 0]
-        scale = np.ones(step.shape[0])
-        index = np.flatnonzero(active)
-        for _ in range(40):
-            trial = params[index] + scale[:, None] * step
-            trial_value, _, _ = _loglik(trial, outcomes[index], jac, derivatives=False)
-            worse = trial_value < value[index] - 1e-12 * np.abs(value[index])
+        scale = np.ones(active.size)
+        for _ in range(60):
+            trial = params[active] + scale[:, None] * step
+            trial_value, _, _ = _loglik(trial, outcomes[active], jac, derivatives=False)
+            worse = trial_value < value[active] - 1e-13 * np.abs(value[active])
             if not worse.any():
                 break
             scale = np.where(worse, scale / 2, scale)
-        params[index] = params[index] + scale[:, None] * step
-        value[index], gradient[index], hessian[index] = _loglik(params[index], outcomes[index], jac)
-        active[index] = np.abs(scale[:, None] * step).max(axis=1) > tol
-    return params, ~active
+        params[active] = params[active] + scale[:, None] * step
+        value[active], gradient[active], hessian[active] = _loglik(params[active], outcomes[active], jac)
+        small_gradient = np.abs(gradient[active]).max(axis=1) * scale_per_judgment[active] <= tol
+        # A step too small to change anything in float64 is a converged step too (the gradient is then at its floor).
+        stalled = np.abs(scale[:, None] * step).max(axis=1) <= 1e-14 * (1 + np.abs(params[active]).max(axis=1))
+        converged[active] = small_gradient | stalled
+    return params, converged
 
 
-def _fit_one(outcomes: np.ndarray, jac: np.ndarray) -> optimize.OptimizeResult:
-    """Maximum likelihood with scipy (trust-exact); the objective is per judgment so that tolerances mean the same
-    at any study size. ``fun`` is the mean negative log-likelihood."""
-    n_par = jac.shape[-1]
-    scale = 1.0 / outcomes.sum()
+def _mle_exists(totals: np.ndarray, pairs: np.ndarray, n_models: int, model: PairModel) -> np.ndarray:
+    """(batch,) whether the maximum-likelihood estimate is finite, for pair totals (batch, pairs, 3) of i wins, ties,
+    j wins: Zermelo's condition (every model reaches every other by "scored against" steps, a tie counting both
+    ways), and for Davidson ties and decisive judgments both (Davidson 1970)."""
+    reach = _reach(totals, pairs, n_models)
+    exists = reach.all(axis=(1, 2))
+    if model == "davidson":
+        exists &= (totals[..., 1].sum(axis=1) > 0) & (totals[..., [0, 2]].sum(axis=(1, 2)) > 0)
+    return exists
 
-    def negative(params):
-        value, gradient, _ = _loglik(params[None, :], outcomes[None], jac)
-        return -value[0] * scale, -gradient[0] * scale
 
-    def negative_hessian(params):
-        return -_loglik(params[None, :], outcomes[None], jac)[2][0] * scale
+# The penalised fit (stated on the page): one virtual judgment per compared pair, spread evenly over its outcomes
+# (Bradley–Terry: half a win each way, i.e. one virtual tie; Davidson: a third each of win, tie, loss). It makes
+# every estimate finite and moves a fit with a finite maximum by O(1/n) per pair.
+VIRTUAL_JUDGMENTS_PER_PAIR = 1.0
 
-    return optimize.minimize(
-        negative, np.zeros(n_par), jac=True, hess=negative_hessian, method="trust-exact", options={"gtol": 1e-9}
-    )
+
+def _penalised(outcomes: np.ndarray) -> np.ndarray:
+    """Outcome counts (..., pairs, outcomes) with the virtual judgments added to every pair."""
+    return outcomes + VIRTUAL_JUDGMENTS_PER_PAIR / outcomes.shape[-1]
+
+
+def _fit_one(outcomes: np.ndarray, jac: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Maximum likelihood of one data set (pairs, outcomes) by ``_newton_batch`` from zero: (params, converged)."""
+    params, converged = _newton_batch(np.zeros((1, jac.shape[-1])), outcomes[None], jac)
+    return params[0], bool(converged[0])
 
 
 @dataclass(frozen=True)
 class Ranking:
-    """A fitted pair model with bootstrap intervals: ``table`` has one row per model, best first."""
+    """A fitted pair model with bootstrap intervals: ``table`` has one row per model, best first.
+
+    ``table``: model, strength, low, high, rank, rank_low, rank_high, tier. ``fragility``: one row per audited
+    comparison (the winner against each challenger, then each adjacent pair): how many judgments, removed, flip it.
+    """
 
     model: PairModel
-    table: pd.DataFrame  # model, strength, low, high, rank, rank_low, rank_high
+    table: pd.DataFrame
     tie_parameter: float | None  # Davidson's ν
     tie_parameter_low: float | None
     tie_parameter_high: float | None
@@ -195,12 +218,16 @@ class Ranking:
     B: int
     seed: int
     converged_resamples: int
+    separated_resamples: int = 0  # resamples without a finite MLE, refitted penalised (``_penalised``)
+    penalised: bool = False  # the point estimate itself is penalised: the data have no finite MLE
+    penalty_reason: str | None = None
+    fragility: pd.DataFrame | None = None
     method: str = "prompt_bootstrap_stratified"
     tie_convention: str = TIE_CONVENTION
     target: str = TARGET_POPULATION
 
     def predicted_score(self, model_i: str, model_j: str) -> float:
-        """The fitted s of model_i against model_j (ties as half)."""
+        """The fitted s of model_i against model_j (a tie scores ½)."""
         strengths = dict(zip(self.table["model"], self.table["strength"], strict=True))
         d = strengths[model_i] - strengths[model_j]
         if self.model == "bradley_terry":
@@ -228,30 +255,28 @@ def _require_connected(folded: PairCounts) -> None:
         raise ValueError(f"Models {', '.join(apart)} are never compared, directly or not, with {folded.models[0]}.")
 
 
-def _require_finite_fit(folded: PairCounts, model: PairModel) -> None:
-    """The maximum-likelihood strengths are finite only when every model can be reached from every other by
-    "scored against" steps (a win, or a tie, which counts half to each side): Zermelo's condition, i.e. a strongly
-    connected graph. Otherwise some models beat the others outright (perfect separation) and their strength runs
-    off to infinity. Davidson's tie parameter needs ties and decisive judgments both."""
-    totals = folded.counts.sum(axis=0)  # (pairs, 3): wins of the first, ties, wins of the second
-    n = len(folded.models)
-    scored = np.zeros((n, n), dtype=bool)
-    for (i, j), (first, ties, second) in zip(folded.pairs, totals, strict=True):
-        scored[i, j] |= first + ties > 0
-        scored[j, i] |= second + ties > 0
-    reach = scored | np.eye(n, dtype=bool)
-    for _ in range(max(1, int(np.ceil(np.log2(n))) + 1)):
-        reach = reach | ((reach.astype(np.int64) @ reach.astype(np.int64)) > 0)
+def _reach(totals: np.ndarray, pairs: np.ndarray, n_models: int) -> np.ndarray:
+    """(batch, n, n) whether model i reaches model j by "scored against" steps (a win, or a tie both ways)."""
+    scored = np.zeros((totals.shape[0], n_models, n_models), dtype=bool)
+    scored[:, pairs[:, 0], pairs[:, 1]] = totals[..., 0] + totals[..., 1] > 0
+    scored[:, pairs[:, 1], pairs[:, 0]] = totals[..., 2] + totals[..., 1] > 0
+    reach = scored | np.eye(n_models, dtype=bool)
+    for _ in range(max(1, int(np.ceil(np.log2(n_models))) + 1)):
+        reach = reach | (np.einsum("bij,bjk->bik", reach.astype(np.int64), reach.astype(np.int64)) > 0)
+    return reach
+
+
+def _separation_reason(folded: PairCounts, model: PairModel) -> str:
+    """Why the data have no finite MLE, in words (for the page)."""
+    totals = folded.counts.sum(axis=0)
+    reach = _reach(totals[None], folded.pairs, len(folded.models))[0]
     if not reach.all():
         i, j = np.argwhere(~reach)[0]
-        raise ValueError(
-            f"{model} strengths do not exist: {folded.models[i]} never wins or ties, directly or through other models, "
-            f"against {folded.models[j]} (perfect separation)."
+        return (
+            f"{folded.models[i]} never wins or ties, directly or through other models, against {folded.models[j]} "
+            "(perfect separation)"
         )
-    if model == "davidson":
-        ties, decisive = totals[:, 1].sum(), totals[:, [0, 2]].sum()
-        if ties == 0 or decisive == 0:
-            raise ValueError("Davidson's tie parameter needs both ties and decisive judgments.")
+    return "Davidson's tie parameter needs both ties and decisive judgments"
 
 
 def _ranks(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -261,6 +286,25 @@ def _ranks(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return 1 + surely_better, 1 + surely_better, low.size - surely_worse
 
 
+def _tiers(strength: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Tiers from interval overlap, best first: walking down by strength, a model opens a new tier when its interval
+    lies wholly below the interval of the first model of the current tier; otherwise it shares that tier."""
+    order = np.argsort(-strength, kind="stable")
+    tiers = np.empty(strength.size, dtype=np.int64)
+    tier, leader = 1, order[0]
+    for index in order:
+        if high[index] < low[leader]:
+            tier, leader = tier + 1, index
+        tiers[index] = tier
+    return tiers
+
+
+def _strengths(params: np.ndarray, n_models: int) -> np.ndarray:
+    """Sum-to-zero strengths (..., n_models) from free parameters (β_0 = 0)."""
+    beta = np.concatenate([np.zeros(params.shape[:-1] + (1,)), params[..., : n_models - 1]], axis=-1)
+    return beta - beta.mean(axis=-1, keepdims=True)
+
+
 def model_ranking(
     frame: pd.DataFrame,
     model: PairModel = "bradley_terry",
@@ -268,25 +312,35 @@ def model_ranking(
     level: float = DEFAULT_LEVEL,
     B: int = DEFAULT_B,
     seed: int = DEFAULT_SEED,
+    audit: bool = True,
 ) -> Ranking:
     """Fit ``model`` by maximum likelihood; percentile intervals from the prompt-cluster bootstrap (prompts
-    resampled within category with all their judgments), ranks from interval overlap.
+    resampled within category with all their judgments), ranks and tiers from interval overlap, and (``audit``) the
+    fragility audit (``fragility``).
+
+    Where the data have no finite MLE (``_mle_exists``: a model that never wins or ties against the others, or
+    Davidson without ties) the fit falls back to the penalised likelihood (``VIRTUAL_JUDGMENTS_PER_PAIR``) and says
+    so (``penalised``, ``penalty_reason``). A bootstrap resample without a finite MLE gets the same penalised fit
+    (``separated_resamples`` counts them), so every interval end is a fitted value, never an iteration cap.
 
     The intervals reflect prompt sampling only: where raters carry model preferences of their own (few raters
     rating many comparisons) they are too narrow, as ``prompt_bootstrap`` is for s; read them beside the
     pairwise table, whose intervals use the two-way default.
 
     ``rank`` is 1 + the number of models whose interval lies wholly above this one's; ``rank_low`` / ``rank_high``
-    are the best and worst ranks the intervals allow.
+    are the best and worst ranks the intervals allow; ``tier`` groups models whose intervals overlap (``_tiers``).
     """
     folded = pair_counts(frame)
     _require_connected(folded)
-    _require_finite_fit(folded, model)
-    jac = _design(folded.pairs, len(folded.models), model)
-    outcomes = _outcome_counts(folded.counts.sum(axis=0), model)
-    fit = _fit_one(outcomes, jac)
-    if not fit.success:
-        raise ValueError(f"{model} fit did not converge: {fit.message}")
+    n_models = len(folded.models)
+    jac = _design(folded.pairs, n_models, model)
+    totals = folded.counts.sum(axis=0)
+    outcomes = _outcome_counts(totals, model)
+    exists = bool(_mle_exists(totals[None], folded.pairs, n_models, model)[0])
+    fitted_outcomes = outcomes if exists else _penalised(outcomes)
+    params, converged = _fit_one(fitted_outcomes, jac)
+    if not converged:
+        raise ValueError(f"{model} fit did not converge.")  # not reached on well-posed data: see _newton_batch
     layout = Layout(
         prompt=np.arange(folded.prompt_category.size),
         rater=np.zeros(folded.prompt_category.size, dtype=np.intp),
@@ -294,15 +348,14 @@ def model_ranking(
         n_raters=1,
     )
     weights = prompt_weights(layout, B, np.random.default_rng(seed))  # (P, B)
-    per_prompt = _outcome_counts(folded.counts, model)  # (P, pairs, outcomes)
-    resampled = np.einsum("pb,pqo->bqo", weights, per_prompt)
-    params, converged = _newton_batch(np.repeat(fit.x[None, :], B, axis=0), resampled, jac)
+    resampled_totals = np.einsum("pb,pqo->bqo", weights, folded.counts)
+    resample_exists = _mle_exists(resampled_totals, folded.pairs, n_models, model)
+    resampled = _outcome_counts(resampled_totals, model)
+    resampled = np.where(resample_exists[:, None, None], resampled, _penalised(resampled))
+    boot_params, boot_converged = _newton_batch(np.repeat(params[None, :], B, axis=0), resampled, jac)
 
-    n_models = len(folded.models)
-    strengths = np.concatenate([[0.0], fit.x[: n_models - 1]])
-    boot = np.hstack([np.zeros((B, 1)), params[:, : n_models - 1]])
-    strengths -= strengths.mean()
-    boot -= boot.mean(axis=1, keepdims=True)
+    strengths = _strengths(params, n_models)
+    boot = _strengths(boot_params, n_models)
     alpha = (1 - level) / 2
     low, high = np.quantile(boot, [alpha, 1 - alpha], axis=0)
     rank, rank_low, rank_high = _ranks(low, high)
@@ -315,25 +368,178 @@ def model_ranking(
             "rank": rank,
             "rank_low": rank_low,
             "rank_high": rank_high,
+            "tier": _tiers(strengths, low, high),
         }
     )
     table = table.sort_values(["rank", "strength"], ascending=[True, False], ignore_index=True)
     nu = nu_low = nu_high = None
     if model == "davidson":
-        nu = float(np.exp(fit.x[-1]))
-        nu_low, nu_high = (float(v) for v in np.exp(np.quantile(params[:, -1], [alpha, 1 - alpha])))
+        nu = float(np.exp(params[-1]))
+        nu_low, nu_high = (float(v) for v in np.exp(np.quantile(boot_params[:, -1], [alpha, 1 - alpha])))
+    value, _, _ = _loglik(params[None], outcomes[None], jac, derivatives=False)
+    fragility = fragility_audit(folded, model, params, exists) if audit else None
     return Ranking(
         model=model,
         table=table,
         tie_parameter=nu,
         tie_parameter_low=nu_low,
         tie_parameter_high=nu_high,
-        log_likelihood=float(-fit.fun * outcomes.sum()),
+        log_likelihood=float(value[0]),
         level=level,
         B=B,
         seed=seed,
-        converged_resamples=int(converged.sum()),
+        converged_resamples=int(boot_converged.sum()),
+        separated_resamples=int((~resample_exists).sum()),
+        penalised=not exists,
+        penalty_reason=None if exists else _separation_reason(folded, model),
+        fragility=fragility,
     )
+
+
+# ------------------------------------------------------------------------------------------------ fragility
+
+
+def _judgment_scores(jac: np.ndarray, params: np.ndarray, model: PairModel) -> np.ndarray:
+    """(pairs, 3, q) gradient of one judgment's log-likelihood by its kind (i wins, tie, j wins) at ``params``."""
+    logits = np.einsum("poq,q->po", jac, params)
+    prob = special.softmax(logits, axis=-1)
+    n_out = jac.shape[1]
+    per_outcome = np.einsum("pko,poq->pkq", np.eye(n_out)[None] - prob[:, None, :], jac)  # (pairs, outcome, q)
+    if model == "bradley_terry":
+        # Outcomes (i, j); a tie is half of each.
+        return np.stack([per_outcome[:, 0], 0.5 * (per_outcome[:, 0] + per_outcome[:, 1]), per_outcome[:, 1]], axis=1)
+    # Davidson outcomes (i, j, tie) → kinds (i wins, tie, j wins).
+    return per_outcome[:, [0, 2, 1]]
+
+
+def _gap(params: np.ndarray, n_models: int, i: int, j: int) -> float:
+    beta = np.concatenate([[0.0], params[: n_models - 1]])
+    return float(beta[i] - beta[j])
+
+
+def _refit_gap(
+    totals: np.ndarray, folded: PairCounts, model: PairModel, jac: np.ndarray, start: np.ndarray, i: int, j: int
+) -> float:
+    """β_i − β_j refitted on pair totals (pairs, 3), penalised where the MLE does not exist."""
+    outcomes = _outcome_counts(totals, model)
+    if not _mle_exists(totals[None], folded.pairs, len(folded.models), model)[0]:
+        outcomes = _penalised(outcomes)
+    params, _ = _newton_batch(start[None], outcomes[None], jac)
+    return _gap(params[0], len(folded.models), i, j)
+
+
+def _flip_count(
+    folded: PairCounts, model: PairModel, jac: np.ndarray, params: np.ndarray, i: int, j: int
+) -> tuple[int | None, int | None, np.ndarray | None]:
+    """Judgments whose removal reverses β_i > β_j (strictly, after the refit): (approximate count, confirmed count,
+    the removed judgments as pair totals (pairs, 3), or None when no removal flips it).
+
+    Approximate maximum-influence perturbation (Broderick, Giordano & Meager 2020): removing one judgment of kind k
+    on pair p moves the parameters by about H⁻¹·g_pk (H the log-likelihood's Hessian, g_pk that judgment's score),
+    so the gap β_i − β_j by about aᵀH⁻¹g_pk. Judgments are removed most harmful first until the linear prediction
+    crosses zero; the count is then confirmed by refitting, searching along the same order for the fewest removals
+    whose refit reverses the order (bisection between a removal count that does not flip and one that does).
+    """
+    totals = folded.counts.sum(axis=0)
+    outcomes = _outcome_counts(totals, model)
+    exists = _mle_exists(totals[None], folded.pairs, len(folded.models), model)[0]
+    _, _, hessian = _loglik(params[None], (outcomes if exists else _penalised(outcomes))[None], jac)
+    a = np.zeros(params.size)
+    if i > 0:
+        a[i - 1] += 1.0
+    if j > 0:
+        a[j - 1] -= 1.0
+    direction = np.linalg.solve(hessian[0] - 1e-12 * np.eye(params.size), a)  # H⁻¹a
+    effect = np.einsum("pkq,q->pk", _judgment_scores(jac, params, model), direction)  # Δgap per removal
+    gap = _gap(params, len(folded.models), i, j)
+    order = np.argsort(effect, axis=None, kind="stable")
+    harmful = order[effect.ravel()[order] < 0]
+    available = totals.ravel()[harmful]
+    cumulative_effect = np.cumsum(available * effect.ravel()[harmful])
+    cumulative_count = np.cumsum(available)
+    total_available = int(cumulative_count[-1]) if harmful.size else 0
+    if total_available == 0:
+        return None, None, None
+    reaching = np.flatnonzero(cumulative_effect <= -gap)
+    if reaching.size:
+        cell = reaching[0]
+        before_effect = cumulative_effect[cell - 1] if cell else 0.0
+        before_count = cumulative_count[cell - 1] if cell else 0.0
+        per = effect.ravel()[harmful[cell]]
+        approximate = int(before_count + np.ceil((-gap - before_effect) / per - 1e-9))
+    else:
+        approximate = None
+
+    def removed(m: int) -> np.ndarray:
+        """Pair totals with the first m judgments of the harmful order removed."""
+        take = np.clip(m - (cumulative_count - available), 0, available)
+        out = totals.ravel().copy()
+        out[harmful] -= take
+        return out.reshape(totals.shape)
+
+    def flips(m: int) -> bool:
+        return _refit_gap(removed(m), folded, model, jac, params, i, j) < 0
+
+    high = max(1, approximate or 1)
+    while not flips(high):
+        if high >= total_available:
+            return approximate, None, None
+        high = min(2 * high, total_available)
+    low = 0
+    while high - low > 1:
+        middle = (low + high) // 2
+        if flips(middle):
+            high = middle
+        else:
+            low = middle
+    return approximate, high, totals - removed(high)
+
+
+def fragility_audit(folded: PairCounts, model: PairModel, params: np.ndarray, exists: bool = True) -> pd.DataFrame:
+    """The fewest judgments whose removal flips the winner (against each challenger) and each adjacent pair of the
+    fitted order: one row per audited comparison, with the approximate (influence) and confirmed (refit) counts and
+    the confirmed count as a share of all judgments."""
+    n_models = len(folded.models)
+    jac = _design(folded.pairs, n_models, model)
+    strengths = _strengths(params, n_models)
+    order = np.argsort(-strengths, kind="stable")
+    n_judgments = int(folded.counts.sum())
+    audited = [("winner", int(order[0]), int(challenger)) for challenger in order[1:]]
+    audited += [("adjacent", int(order[r]), int(order[r + 1])) for r in range(n_models - 1)]
+    rows = []
+    kinds = ("{0} over {1}", "tie {0}–{1}", "{1} over {0}")
+    for kind, better, worse in audited:
+        approximate, confirmed, removed = _flip_count(folded, model, jac, params, better, worse)
+        described = []
+        if removed is not None:
+            for (first, second), counts in zip(folded.pairs, removed, strict=True):
+                for label, count in zip(kinds, counts, strict=True):
+                    if count > 0:
+                        names = folded.models[first], folded.models[second]
+                        described.append(f"{count:g} × {label.format(*names)}")
+        rows.append(
+            {
+                "audit": kind,
+                "model_above": folded.models[better],
+                "model_below": folded.models[worse],
+                "gap": float(strengths[better] - strengths[worse]),
+                "n_to_flip_approximate": approximate,
+                "n_to_flip": confirmed,
+                "share_to_flip": None if confirmed is None else confirmed / n_judgments,
+                "n_judgments": n_judgments,
+                "removed": "; ".join(described),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def winner_fragility(fragility: pd.DataFrame) -> dict | None:
+    """The winner's weakest point: the challenger that the fewest removed judgments put on top (None if none)."""
+    winner = fragility[(fragility["audit"] == "winner") & fragility["n_to_flip"].notna()]
+    if winner.empty:
+        return None
+    row = winner.loc[winner["n_to_flip"].astype(float).idxmin()]
+    return {key: (value.item() if isinstance(value, np.generic) else value) for key, value in row.items()}
 
 
 def pairwise_table(

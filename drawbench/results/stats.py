@@ -14,7 +14,7 @@ For each scope (a question, a pair of models, overall or one category) a row rep
   needed to reproduce and read it: method, level, B and seed (None for analytic methods), standard error,
   degrees of freedom and target population;
 - the decisive win rate A / (A + B), secondary;
-- a low-precision flag: fewer than 40 prompts or 10 raters (every DrawBench category is flagged, by design);
+- a precision flag: a 95% half-width above 10 points or fewer than 5 degrees of freedom;
 - agreement: Krippendorff's α (nominal and ordinal, A < tie < B) and raw agreement over the scope's prompts;
 - position bias: P(choose the left set | decisive judgment) with its two-way cluster-robust interval.
 
@@ -39,8 +39,8 @@ DEFAULT_INTERVAL_METHOD: intervals.Method = intervals.DEFAULT_METHOD
 DEFAULT_LEVEL = interval_core.DEFAULT_LEVEL
 DEFAULT_B = interval_core.DEFAULT_B
 DEFAULT_SEED = interval_core.DEFAULT_SEED
-LOW_PRECISION_PROMPTS = interval_core.LOW_PRECISION_MIN_PROMPTS
-LOW_PRECISION_RATERS = interval_core.LOW_PRECISION_MIN_RATERS
+LOW_PRECISION_HALF_WIDTH = interval_core.LOW_PRECISION_HALF_WIDTH
+LOW_PRECISION_MIN_DF = interval_core.LOW_PRECISION_MIN_DF
 TARGET_POPULATION = interval_core.TARGET_POPULATION
 TIE_CONVENTION = interval_core.TIE_CONVENTION
 TIE_CONVENTION_LABEL = interval_core.TIE_CONVENTION_LABEL
@@ -349,9 +349,16 @@ def ranking_tables(
                         "rank": int(row.rank),
                         "rank_low": int(row.rank_low),
                         "rank_high": int(row.rank_high),
+                        "tier": int(row.tier),
+                        **_adjacent_fragility(fitted, row.model),
                     }
                     for row in fitted.table.itertuples()
                 ],
+                "penalised": fitted.penalised,
+                "penalty_reason": fitted.penalty_reason,
+                "separated_resamples": fitted.separated_resamples,
+                "fragility": _fragility_rows(fitted),
+                "winner_fragility": ranking.winner_fragility(fitted.fragility),
                 "tie_parameter": fitted.tie_parameter,
                 "tie_parameter_low": fitted.tie_parameter_low,
                 "tie_parameter_high": fitted.tie_parameter_high,
@@ -363,6 +370,33 @@ def ranking_tables(
             }
         out.append({"question": question, "models": models, "fits": fits})
     return out
+
+
+def _fragility_rows(fitted: ranking.Ranking) -> list[dict[str, Any]]:
+    """The fragility audit as plain rows (None where no removal flips the comparison)."""
+    if fitted.fragility is None:
+        return []
+    rows = []
+    for row in fitted.fragility.to_dict("records"):
+        rows.append(
+            {
+                key: (None if value is None or (isinstance(value, float) and math.isnan(value)) else value)
+                for key, value in row.items()
+            }
+        )
+    for row in rows:
+        for key in ("n_to_flip", "n_to_flip_approximate", "n_judgments"):
+            if row[key] is not None:
+                row[key] = int(row[key])
+    return rows
+
+
+def _adjacent_fragility(fitted: ranking.Ranking, model: str) -> dict[str, Any]:
+    """For a model's ranking row: the judgments whose removal puts the next model below it above it."""
+    rows = [row for row in _fragility_rows(fitted) if row["audit"] == "adjacent" and row["model_above"] == model]
+    if not rows:
+        return {"n_to_flip_next": None, "share_to_flip_next": None}
+    return {"n_to_flip_next": rows[0]["n_to_flip"], "share_to_flip_next": rows[0]["share_to_flip"]}
 
 
 def ranking_rows(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -379,6 +413,8 @@ def ranking_rows(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "tie_parameter": fit["tie_parameter"],
                         "tie_parameter_low": fit["tie_parameter_low"],
                         "tie_parameter_high": fit["tie_parameter_high"],
+                        "penalised": fit["penalised"],
+                        "separated_resamples": fit["separated_resamples"],
                         "method": fit["method"],
                         "level": fit["level"],
                         "B": fit["B"],

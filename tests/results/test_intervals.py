@@ -125,11 +125,12 @@ def test_preference_report_has_a_row_per_question_scope_and_method(study):
     assert np.allclose(overall["s"], overall["share_A"] + overall["share_tie"] / 2)
 
 
-def test_preference_report_flags_scopes_under_forty_prompts_as_low_precision(study):
+def test_preference_report_flags_exactly_the_cells_whose_interval_is_wide(study):
     report = iv.preference_report(study, "two_way_cluster_t")
+    half_width = (report["high"] - report["low"]) / 2
+    expected = (half_width > core.LOW_PRECISION_HALF_WIDTH) | (report["df"] < core.LOW_PRECISION_MIN_DF)
+    assert (report["low_precision"] == expected).all()
     assert not report.loc[report["scope"] == "overall", "low_precision"].any()
-    assert report.loc[report["scope"] != "overall", "low_precision"].all()
-    assert (report.loc[report["scope"] != "overall", "n_prompts"] < core.LOW_PRECISION_MIN_PROMPTS).all()
 
 
 def test_report_records_b_and_seed_for_bootstraps_only(study):
@@ -230,9 +231,10 @@ def test_permutation_p_value_matches_full_enumeration_of_label_flips():
     assert test.p_value == pytest.approx(exact, abs=4 * np.sqrt(exact * (1 - exact) / 40_000) + 1e-4)
 
 
-def test_low_precision_flag_uses_prompts_and_raters():
-    assert iv.low_precision(39, 100) and iv.low_precision(200, 9)
-    assert not iv.low_precision(40, 10)
+def test_low_precision_flag_uses_the_half_width_and_the_degrees_of_freedom():
+    assert iv.low_precision(0.4, 0.61, 30) and iv.low_precision(0.45, 0.55, 4.5)
+    assert iv.low_precision(np.nan, np.nan, None)
+    assert not iv.low_precision(0.4, 0.6, 30) and not iv.low_precision(0.4, 0.6, None)
 
 
 def test_t_quantile_is_normal_for_infinite_df():

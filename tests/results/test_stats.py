@@ -142,17 +142,23 @@ def test_bootstrap_rows_record_their_resamples_and_seed_and_interval_the_shares_
     assert only_row(frame, method=method, B=300, seed=9)["ci_low"] == row["ci_low"]
 
 
-def test_preference_table_flags_scopes_with_few_prompts_or_few_raters_as_low_precision():
-    def flag(n_prompts: int, n_raters: int) -> bool:
-        n = n_prompts * 2
+def test_precision_flag_reads_the_interval_not_the_number_of_prompts():
+    def row_of(n_prompts: int, n_raters: int, pattern: str) -> dict:
+        n = n_prompts * n_raters
         frame = study_frame(
-            "AB" * n_prompts, prompt_id=[i // 2 for i in range(n)], rater_id=[i % n_raters for i in range(n)]
+            (pattern * n)[:n], prompt_id=[i // n_raters for i in range(n)], rater_id=[i % n_raters for i in range(n)]
         )
-        return only_row(frame)["low_precision"]
+        return only_row(frame)
 
-    assert flag(40, 10) is False
-    assert flag(39, 10) is True
-    assert flag(40, 9) is True
+    # 30 prompts that agree within themselves (all judgments of a prompt alike): wide, flagged.
+    wide = row_of(30, 10, "A" * 10 + "B" * 10)
+    assert wide["low_precision"] is True and (wide["ci_high"] - wide["ci_low"]) / 2 > 0.10
+    # 30 prompts with the preference spread evenly over them: narrow and sound, though under 40 prompts.
+    sound = row_of(30, 10, "AABABAB")
+    assert sound["low_precision"] is False and (sound["ci_high"] - sound["ci_low"]) / 2 < 0.10
+    # Three raters: under 5 degrees of freedom, flagged whatever the width.
+    few = row_of(60, 3, "AAB")
+    assert few["df"] < 5 and few["low_precision"] is True
 
 
 def test_preference_table_without_decisive_judgments_has_no_decisive_win_rate():

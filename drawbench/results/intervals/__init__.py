@@ -52,8 +52,8 @@ from drawbench.results.intervals.core import (
     DEFAULT_B,
     DEFAULT_LEVEL,
     DEFAULT_SEED,
-    LOW_PRECISION_MIN_PROMPTS,
-    LOW_PRECISION_MIN_RATERS,
+    LOW_PRECISION_HALF_WIDTH,
+    LOW_PRECISION_MIN_DF,
     REPORT_TRANSFORM,
     TARGET_POPULATION,
     TIE_CONVENTION,
@@ -185,9 +185,13 @@ def preference_shares(frame: pd.DataFrame) -> PreferenceShares:
     )
 
 
-def low_precision(n_prompts: np.ndarray | int, n_raters: np.ndarray | int) -> np.ndarray | bool:
-    """The low-precision flag (see ``LOW_PRECISION_MIN_PROMPTS`` / ``LOW_PRECISION_MIN_RATERS``)."""
-    return (np.asarray(n_prompts) < LOW_PRECISION_MIN_PROMPTS) | (np.asarray(n_raters) < LOW_PRECISION_MIN_RATERS)
+def low_precision(low: object, high: object, df: object = None) -> np.ndarray | bool:
+    """The precision flag: a half-width above ``LOW_PRECISION_HALF_WIDTH``, fewer than ``LOW_PRECISION_MIN_DF``
+    degrees of freedom (when the method has them), or no interval at all."""
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    df = np.asarray(np.inf if df is None else df, dtype=float)
+    wide = ~((high - low) / 2 <= LOW_PRECISION_HALF_WIDTH)
+    return wide | (df < LOW_PRECISION_MIN_DF)
 
 
 def preference_interval(
@@ -214,7 +218,9 @@ def preference_interval(
         n=layout.n,
         n_prompts=layout.n_prompts,
         n_raters=layout.raters_present,
-        low_precision=bool(low_precision(layout.n_prompts, layout.raters_present)),
+        low_precision=bool(
+            low_precision(result.low[0, 0], result.high[0, 0], None if result.df is None else result.df[0, 0])
+        ),
         se=None if result.se is None else float(result.se[0, 0]),
         df=None if result.df is None else float(result.df[0, 0]),
     )
@@ -298,7 +304,13 @@ def preference_rows(
                     "seed": seed if uses_b else None,
                     "tie_convention": TIE_CONVENTION,
                     "target": TARGET_POPULATION,
-                    "low_precision": bool(low_precision(counts["n_prompts"][index], counts["n_raters"][index])),
+                    "low_precision": bool(
+                        low_precision(
+                            result.low[index, 0],
+                            result.high[index, 0],
+                            None if result.df is None else result.df[index, 0],
+                        )
+                    ),
                 }
             )
     return rows

@@ -27,11 +27,12 @@ DEFAULT_LEVEL = 0.95
 DEFAULT_B = 2000
 DEFAULT_SEED = 5
 
-# Below 40 prompts the prompt part of the variance rests on fewer than ~40 clusters: the standard error's own
-# relative error, about 1/sqrt(2·df), exceeds 11%, and the interval leans on the t approximation. Fewer than 10
-# raters does the same to the rater part. DrawBench's categories (7-38 prompts) are all flagged, by design.
-LOW_PRECISION_MIN_PROMPTS = 40
-LOW_PRECISION_MIN_RATERS = 10
+# The precision flag marks a cell that cannot tell s = 50% from 60% (a 95% half-width above 10 points) or whose
+# interval rests on fewer than 5 degrees of freedom (its SE's own relative error, about 1/sqrt(2·df), above 30%).
+# It reads the interval itself, not a count of prompts: on a DrawBench-shaped study with 25 raters per category a
+# 7-prompt category is flagged and the 38-prompt one is not.
+LOW_PRECISION_HALF_WIDTH = 0.10
+LOW_PRECISION_MIN_DF = 5.0
 
 REQUIRED_COLUMNS = ("prompt_id", "category", "rater_id", "choice")
 
