@@ -121,8 +121,13 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     load_text_encoder: bool = True,
     text_encoder_cache_dir: str | Path | None = None,
+    text_encoder: str | Path | None = None,
 ) -> LoadedStage:
-    """Rebuild the U-Net from the checkpoint's own config and load its weights (and its text encoder)."""
+    """Rebuild the U-Net from the checkpoint's own config and load its weights (and its text encoder).
+
+    ``text_encoder``: a hub id or local T5 folder to load instead of the one the checkpoint names (a converted
+    DeepFloyd IF stage names google/t5-v1_1-xxl; a machine without a hub points at its own copy).
+    """
     from safetensors.torch import load_file
 
     from imagen_core.unet import build_unet
@@ -137,9 +142,12 @@ def load_checkpoint(
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the config's U-Net: missing {missing}, unexpected {unexpected}")
     unet.to(device).eval()
+    override = text_encoder
     text_encoder = None
     if load_text_encoder:
         encoder_meta = json.loads(metadata.get("text_encoder", "{}"))
+        if override is not None:
+            encoder_meta = {"kind": "pretrained", "name": str(override)}
         if encoder_meta.get("kind") == "tiny":
             state = {k.removeprefix("text_encoder."): v for k, v in tensors.items() if k.startswith("text_encoder.")}
             text_encoder = TextEncoder.tiny(
@@ -152,6 +160,7 @@ def load_checkpoint(
                 encoder_meta.get("name", stage.text_encoder_name),
                 max_length=stage.max_text_len,
                 cache_dir=text_encoder_cache_dir,
+                padding=stage.text_padding,
             )
         text_encoder.to(device)
     return LoadedStage(unet=unet, stage=stage, text_encoder=text_encoder, metadata=metadata)

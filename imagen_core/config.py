@@ -22,7 +22,14 @@ UpsampleMode = Literal["nearest_conv", "transposed", "pixel_shuffle"]
 DownsampleMode = Literal["conv", "avgpool"]
 TimeEmbedding = Literal["sinusoidal", "fourier"]
 Placement = Literal["block", "res_block"]
-Schedule = Literal["cosine", "linear"]
+Schedule = Literal["cosine", "linear", "squaredcos_cap_v2"]
+Activation = Literal["silu", "gelu"]
+TextNorm = Literal["layer", "group", "none"]
+TextPoolStyle = Literal["imagen", "deepfloyd"]
+Variance = Literal["fixed", "learned_range"]
+LrSchedule = Literal["constant", "cosine"]
+TextPadding = Literal["longest", "max_length"]
+NullText = Literal["zeros", "empty_prompt"]
 PredObjective = Literal["eps", "v"]
 SamplerName = Literal["ddim", "ancestral", "dpmpp"]
 Thresholding = Literal["dynamic", "static", "none"]
@@ -135,6 +142,37 @@ class UNetConfig:
     # Continuous time t ∈ [0, 1] is multiplied by this before the sinusoidal features, so the frequencies match a
     # 1000-step discrete model.
     time_scale: float = 1000.0
+    # ---- Options that let the same layout express DeepFloyd IF (diffusers' IF UNet2DConditionModel) ----
+    # Nonlinearity of residual blocks, the conditioning MLPs and the output head (IF: GELU).
+    activation: Activation = "silu"
+    # True: each residual block / FiLM applies the activation to the conditioning vector before its projection
+    # (Improved DDPM; computed once per forward, not once per block). False: blocks project it as it is
+    # (diffusers' resnet_skip_time_act).
+    cond_act_in_blocks: bool = True
+    # Apply the activation once to the summed conditioning vector (diffusers' time_embedding_act_fn).
+    cond_act_after_sum: bool = False
+    # Residual scale of the middle block's residual blocks; None: the same as every other block
+    # (skip_scale when skip_scale_at is "residual" or "both"). diffusers' mid_block_scale_factor is its inverse.
+    mid_residual_scale: float | None = None
+    # Attention in the middle block; None: when the lowest level has attention (IF: always).
+    mid_attn: bool | None = None
+    # Normalisation of the text tokens before each attention layer's key/value projection: LayerNorm over the width
+    # (the paper: "LayerNorm on text embeddings"), GroupNorm over [width, tokens] (DeepFloyd IF's norm_encoder,
+    # diffusers' cross_attention_norm="group_norm"), or none.
+    text_norm: TextNorm = "layer"
+    # Groups of text_norm="group" (diffusers' cross_attention_norm_num_groups, 32 whatever norm_num_groups is).
+    text_norm_groups: int = 32
+    # LayerNorm before the shared text projection (text_proj_dim); IF's encoder_hid_proj is a bare Linear.
+    text_proj_norm: bool = True
+    # Attention pooling of the text: "imagen" pools the (projected) text straight into cond_dim with an output
+    # projection; "deepfloyd" pools the raw T5 sequence at its own width (learned positional embedding on the
+    # query token, text_pool_heads heads), then Linear to cond_dim and LayerNorm (IF's TextTimeEmbedding).
+    text_pool_style: TextPoolStyle = "imagen"
+    # Heads of the attention pooling; None: heads_for(cond_dim).
+    text_pool_heads: int | None = None
+    # Attention layers without self-attention get one learned null key/value (so a fully masked text still has
+    # something to attend to).
+    null_kv_without_self_attn: bool = True
 
     def __post_init__(self) -> None:
         where = f"UNetConfig(kind={self.kind!r})"
@@ -190,6 +228,12 @@ class UNetConfig:
             "text_embed_dim > 0), or no attn_resolutions",
         )
         _check(0.0 <= self.dropout < 1.0, where, "dropout must be in [0, 1)")
+        _check(self.activation in ("silu", "gelu"), where, f"unknown activation {self.activation!r}")
+        _check(self.text_norm in ("layer", "group", "none"), where, f"unknown text_norm {self.text_norm!r}")
+        _check(
+            self.text_pool_style in ("imagen", "deepfloyd"), where, f"unknown text_pool_style {self.text_pool_style!r}"
+        )
+        _check(self.text_pool_heads is None or self.text_pool_heads >= 1, where, "text_pool_heads must be >= 1")
         if self.head_dim is None:
             _check(self.num_heads >= 1, where, "num_heads must be >= 1")
         else:
@@ -238,6 +282,10 @@ class UNetConfig:
             return 0
         return self.text_proj_dim if self.text_proj_dim is not None else self.text_embed_dim
 
+    @property
+    def has_mid_attn(self) -> bool:
+        return self.attention_levels[-1] if self.mid_attn is None else self.mid_attn
+
     def heads_for(self, channels: int) -> int:
         if self.head_dim is not None:
             return max(1, channels // self.head_dim)
@@ -256,8 +304,17 @@ class DiffusionConfig:
     """Continuous-time Gaussian diffusion (Sec. 2.2, App. A; Kingma et al. 2021 "Variational Diffusion Models")."""
 
     # Cosine log-SNR schedule for the 64×64 base and 64→256 models; linear (β 1e-4 → 0.02 over a 1000-step
-    # equivalent) for 256→1024 (App. F).
+    # equivalent) for 256→1024 (App. F). "squaredcos_cap_v2": the discrete 1000-step cosine schedule of Improved
+    # DDPM as diffusers builds it (β_i = min(1 − ᾱ((i+1)/T)/ᾱ(i/T), 0.999)), which DeepFloyd IF was trained on;
+    # time t then means discrete step t · num_train_timesteps.
     schedule: Schedule = "cosine"
+    # Steps of a discrete schedule (squaredcos_cap_v2); times are multiples of 1 / num_train_timesteps.
+    num_train_timesteps: int = 1000
+    # "fixed": the network predicts ε (or v) only. "learned_range": it also predicts, in as many extra channels,
+    # v ∈ [−1, 1] interpolating the log variance between the posterior's β̃ and β (Improved DDPM, Eq. 15), as IF
+    # does; its out_channels are then twice the image channels. Training still uses the simple loss on ε (the
+    # variance channels get no L_vlb gradient).
+    variance: Variance = "fixed"
     # The paper trains ε-prediction; v-prediction (Salimans & Ho 2022) is an option.
     pred_objective: PredObjective = "eps"
     # Classifier-free guidance training: text embeddings zeroed with this probability (Sec. 2.3, App. F).
@@ -277,11 +334,17 @@ class DiffusionConfig:
 
     def __post_init__(self) -> None:
         where = "DiffusionConfig"
-        _check(self.schedule in ("cosine", "linear"), where, f"unknown schedule {self.schedule!r}")
+        _check(self.schedule in ("cosine", "linear", "squaredcos_cap_v2"), where, f"unknown schedule {self.schedule!r}")
+        _check(self.num_train_timesteps >= 2, where, "num_train_timesteps must be >= 2")
+        _check(self.variance in ("fixed", "learned_range"), where, f"unknown variance {self.variance!r}")
         _check(self.pred_objective in ("eps", "v"), where, f"unknown pred_objective {self.pred_objective!r}")
         _check(0.0 <= self.cond_drop_prob <= 1.0, where, "cond_drop_prob must be in [0, 1]")
         _check(self.loss in ("l2", "l1"), where, f"unknown loss {self.loss!r}")
         _check(self.log_snr_min < self.log_snr_max, where, "log_snr_min must be below log_snr_max")
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.schedule == "squaredcos_cap_v2"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiffusionConfig:
@@ -301,10 +364,16 @@ class SamplerConfig:
     # Dynamic thresholding (Sec. 2.3): s = percentile(|x̂₀|, p); s = max(s, 1); clip to [−s, s]; divide by s.
     thresholding: Thresholding = "dynamic"
     dynamic_threshold_percentile: float = 0.995
+    # Upper bound on the dynamic threshold s (diffusers' sample_max_value; IF: 1.5). None: unbounded, as the paper.
+    dynamic_threshold_max: float | None = None
     # Noise conditioning augmentation level for SR stages at sampling time (Sec. 2.5: fixed, 0 to 0.3).
     lowres_noise_level: float = 0.2
     # DDIM η (0: deterministic DDIM; 1: DDPM-like ancestral noise).
     ddim_eta: float = 0.0
+    # Ancestral sampler, for a network without learned variance: the step's log variance is
+    # γ·log β + (1 − γ)·log β̃ (Improved DDPM, Eq. 15 with a fixed v). 0 is the posterior variance β̃ (DDPM's
+    # σ² = β̃, the previous behaviour); 1 is β. A learned-range network supplies its own v per pixel.
+    ancestral_gamma: float = 0.0
 
     def __post_init__(self) -> None:
         where = "SamplerConfig"
@@ -315,6 +384,12 @@ class SamplerConfig:
             0.5 < self.dynamic_threshold_percentile <= 1.0, where, "dynamic_threshold_percentile must be in (0.5, 1]"
         )
         _check(0.0 <= self.lowres_noise_level <= 1.0, where, "lowres_noise_level must be in [0, 1]")
+        _check(0.0 <= self.ancestral_gamma <= 1.0, where, "ancestral_gamma must be in [0, 1]")
+        _check(
+            self.dynamic_threshold_max is None or self.dynamic_threshold_max >= 1.0,
+            where,
+            "dynamic_threshold_max must be None or >= 1",
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamplerConfig:
@@ -336,6 +411,14 @@ class TrainingConfig:
     # Not given in the paper: common practice.
     grad_clip_norm: float = 1.0
     ema_decay: float = 0.9999
+    # After warmup: constant (the paper says nothing of decay) or cosine decay to lr_min_ratio · lr at num_steps.
+    lr_schedule: LrSchedule = "constant"
+    lr_min_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        where = "TrainingConfig"
+        _check(self.lr_schedule in ("constant", "cosine"), where, f"unknown lr_schedule {self.lr_schedule!r}")
+        _check(0.0 <= self.lr_min_ratio <= 1.0, where, "lr_min_ratio must be in [0, 1]")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
@@ -358,6 +441,12 @@ class StageConfig:
     text_encoder_name: str = "google/t5-v1_1-xxl"
     text_embed_dim: int = T5_XXL_DIM
     max_text_len: int = 128
+    # "longest": pad to the longest text, padding zeroed and masked (imagen_core). "max_length": pad every text to
+    # max_text_len and keep T5's outputs at the padding positions, all attended (DeepFloyd IF: 77 tokens, no mask).
+    text_padding: TextPadding = "longest"
+    # The unconditional input of classifier-free guidance: zeroed embeddings (the paper, imagen_core's training)
+    # or the encoding of the empty prompt (IF, which drops texts to "" in training).
+    null_text: NullText = "zeros"
 
     def __post_init__(self) -> None:
         where = f"StageConfig(image_size={self.image_size})"
@@ -373,6 +462,15 @@ class StageConfig:
         )
         if self.lowres_image_size is not None:
             _check(self.lowres_image_size < self.image_size, where, "lowres_image_size must be below image_size")
+        _check(self.text_padding in ("longest", "max_length"), where, f"unknown text_padding {self.text_padding!r}")
+        _check(self.null_text in ("zeros", "empty_prompt"), where, f"unknown null_text {self.null_text!r}")
+        image_channels = self.unet.in_channels
+        want = image_channels * (2 if self.diffusion.variance == "learned_range" else 1)
+        _check(
+            self.unet.out_channels == want,
+            where,
+            f"unet.out_channels={self.unet.out_channels}, but variance={self.diffusion.variance!r} needs {want}",
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageConfig:
@@ -408,13 +506,16 @@ class CascadeConfig:
 
 # ---- Paper presets (Saharia et al. 2022, App. B.1 architectures, App. F training) ----
 #
-# The paper gives the layouts and the total sizes (2B, 600M, 400M) but not the internal breakdown. The choices
-# below marked "sizing" are the ones that reproduce those totals (within 10%; tests/imagen_core/test_config.py
-# builds each on the meta device and checks). Measured: base 2.01B, 64→256 629M, 256→1024 430M.
+# The paper gives the layouts and the total sizes (2B, 600M, 400M) but not the internal breakdown. Where the paper is
+# explicit the preset follows it; choices marked "sizing" are ours. Measured (tests/imagen_core/test_unet.py builds
+# each on the meta device): base 2.01B, 64→256 452.6M (paper: ~600M; see PAPER_SR_256), 256→1024 430M. The README's
+# "Toy Imagen" section tabulates paper against ours with the reasons.
 
 # 64×64 base model (App. B.1, F.1): width 512, channel multipliers [1, 2, 3, 4], 3 residual blocks per level,
 # BigGAN-style blocks with scale-shift norm, attention at 32, 16, 8 with the text sequence concatenated to the keys
-# and values. "2B parameters", counted here without T5-XXL. cond_dim 2048 = 4 × width, as in Improved DDPM.
+# and values, 64 channels per attention head (so 16/24/32 heads at the 1024/1536/2048-channel levels). "2B
+# parameters", counted here without T5-XXL. cond_dim 2048 = 4 × width, as in Improved DDPM. No skip scaling: the
+# paper asks for it in the Efficient U-Net only.
 # Sizing: the T5 sequence is projected once to 512 wide (as lucidrains/imagen-pytorch's text_to_cond); projecting
 # the 4096-wide T5 output separately in each of the 22 attention layers would add 270M (2.28B).
 PAPER_BASE_64 = UNetConfig(
@@ -424,17 +525,20 @@ PAPER_BASE_64 = UNetConfig(
     channel_mults=(1, 2, 3, 4),
     num_res_blocks=3,
     attn_resolutions=(32, 16, 8),
-    num_heads=8,
+    head_dim=64,
     text_embed_dim=T5_XXL_DIM,
     cond_dim=2048,
     text_proj_dim=512,
+    skip_scale_at="none",
 )
 
 # 64→256 super-resolution model (App. B.1, Fig. A.28–A.31, F.2): Efficient U-Net, blocks of 128/256/512/1024
-# channels with 2/4/8/8 residual blocks, self-attention (8 heads) with text cross-attention only in the 1024-channel
-# block; conditioning combined once per block ("CombineEmbs"). About 600M parameters.
-# Sizing: the 1024-channel block has an attention layer after each of its residual blocks, keys and values from the
-# full-width T5 sequence. That attention is the ~200M the 64→256 model has over the 256→1024 one.
+# channels with 2/4/8/8 residual blocks, conditioning combined once per block ("CombineEmbs"), and one
+# self-attention layer (8 heads) with text cross-attention at the end of the 1024-channel DBlock and UBlock
+# (Fig. A.29/A.30). Skip connections scaled by 1/√2 where scaling changes the function: every residual sum
+# (x + h)/√2 (a scale on the concatenated U-Net skip would only be folded into the next layer's weights).
+# Paper-faithful placement gives 452.6M parameters, not the paper's "about 600M": the figures do not show where the
+# other ~150M are. PAPER_SR_256_600M reaches 629M by an attention layer after every residual block of that level.
 PAPER_SR_256 = UNetConfig(
     kind="efficient",
     image_size=256,
@@ -442,14 +546,18 @@ PAPER_SR_256 = UNetConfig(
     channel_mults=(1, 2, 4, 8),
     num_res_blocks=(2, 4, 8, 8),
     attn_resolutions=(),
-    efficient_attn_placement="res_block",
+    efficient_attn_placement="block",
     cond_placement="block",
     num_heads=8,
     text_embed_dim=T5_XXL_DIM,
     cond_dim=512,
     lowres_cond=True,
     use_mid_block=False,
+    skip_scale_at="residual",
 )
+# Sizing variant of PAPER_SR_256 with the paper's total (629M): attention after each of the 1024-channel block's
+# residual blocks, keys and values from the full-width T5 sequence.
+PAPER_SR_256_600M = dataclasses.replace(PAPER_SR_256, efficient_attn_placement="res_block")
 
 # 256→1024 super-resolution model (App. B.1, F.2): the same Efficient U-Net without self-attention; text
 # cross-attention kept in the 1024-channel block; trained on 64→256 crops. About 400M parameters.
@@ -471,6 +579,7 @@ PAPER_SR_1024 = UNetConfig(
     lowres_cond=True,
     use_self_attn=False,
     use_mid_block=False,
+    skip_scale_at="residual",
 )
 
 PAPER_STAGE_BASE_64 = StageConfig(

@@ -7,7 +7,9 @@ a log signal-to-noise ratio ``log_snr(t)``, decreasing in t, from which
     alpha_t² = sigmoid(log_snr(t)),   sigma_t² = sigmoid(−log_snr(t)),   x_t = alpha_t · x_start + sigma_t · noise.
 
 Schedules (DESIGN.md §5): ``cosine`` for the 64×64 base and the 64→256 model; ``linear`` (β from 1e-4 to 0.02, the
-1000-step DDPM schedule written as a continuous log-SNR) for the 256→1024 model.
+1000-step DDPM schedule written as a continuous log-SNR) for the 256→1024 model; ``squaredcos_cap_v2``, the discrete
+1000-step cosine schedule DeepFloyd IF was trained on, as diffusers' DDPMScheduler builds it (ᾱ in float32), with
+time t standing for step t · num_train_timesteps and log-SNR interpolated linearly between steps.
 
 Conditioning dropout: with probability ``cond_drop_prob`` (0.1) an example's text embeddings are zeroed — the paper's
 "zeroing the text embeddings", not a learned null token. The text mask is kept as it was: the unconditional pass of
@@ -59,6 +61,28 @@ def linear_log_snr(t: Tensor, beta_start: float = 1e-4, beta_end: float = 0.02, 
     return -_log(torch.expm1(beta_start + 0.5 * beta_end * num_steps * t**2))
 
 
+def squaredcos_cap_v2_alphas_cumprod(num_steps: int = 1000, max_beta: float = 0.999) -> Tensor:
+    """ᾱ_i for i = 0..T−1 exactly as diffusers' ``betas_for_alpha_bar(T, "cosine")`` and DDPMScheduler compute them:
+    β_i = min(1 − ᾱ((i+1)/T)/ᾱ(i/T), max_beta) in float64, cast to float32, ᾱ = cumprod(1 − β) in float32."""
+
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = [min(1 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), max_beta) for i in range(num_steps)]
+    return torch.cumprod(1.0 - torch.tensor(betas, dtype=torch.float32), dim=0)
+
+
+def discrete_log_snr(t: Tensor, log_snr_table: Tensor) -> Tensor:
+    """log-SNR at continuous t ∈ [0, 1] for a table of T discrete steps: step index t·T, linear between steps,
+    clamped to [0, T−1] (t = 1 is the last step)."""
+    steps = log_snr_table.shape[0]
+    table = log_snr_table.to(t.device)
+    index = (t * steps).clamp(0, steps - 1)
+    lo = index.floor().long().clamp(max=steps - 2)
+    frac = index - lo
+    return table[lo] * (1 - frac) + table[lo + 1] * frac
+
+
 def alpha_sigma(log_snr: Tensor) -> tuple[Tensor, Tensor]:
     """alpha = sqrt(sigmoid(log_snr)), sigma = sqrt(sigmoid(−log_snr)); alpha² + sigma² = 1 (variance preserving)."""
     return torch.sigmoid(log_snr).sqrt(), torch.sigmoid(-log_snr).sqrt()
@@ -96,6 +120,10 @@ class GaussianDiffusion:
 
     def __init__(self, config: DiffusionConfig) -> None:
         self.config = config
+        self._log_snr_table: Tensor | None = None
+        if config.is_discrete:
+            alphas_cumprod = squaredcos_cap_v2_alphas_cumprod(config.num_train_timesteps).double()
+            self._log_snr_table = (alphas_cumprod.log() - torch.log1p(-alphas_cumprod)).float()
 
     def log_snr(self, t: Tensor) -> Tensor:
         """log SNR at continuous times ``t`` [B] in [0, 1], clipped to [log_snr_min, log_snr_max]."""
@@ -105,6 +133,8 @@ class GaussianDiffusion:
             log_snr = cosine_log_snr(t, s=c.cosine_s)
         elif c.schedule == "linear":
             log_snr = linear_log_snr(t, c.linear_beta_start, c.linear_beta_end, c.linear_num_steps)
+        elif c.schedule == "squaredcos_cap_v2":
+            log_snr = discrete_log_snr(t, self._log_snr_table)
         else:
             raise ValueError(f"DiffusionConfig.schedule: unknown schedule {c.schedule!r}")
         return log_snr.clamp(c.log_snr_min, c.log_snr_max)
@@ -113,7 +143,10 @@ class GaussianDiffusion:
         return alpha_sigma(self.log_snr(t))
 
     def sample_times(self, batch_size: int, *, device: torch.device | str, generator=None) -> Tensor:
-        """t ~ U(0, 1), one per example [B]."""
+        """t ~ U(0, 1), one per example [B]; a discrete schedule draws a step i ~ U{0..T−1} and returns i / T."""
+        if self.config.is_discrete:
+            steps = self.config.num_train_timesteps
+            return torch.randint(0, steps, (batch_size,), device=device, generator=generator).float() / steps
         return torch.rand(batch_size, device=device, generator=generator)
 
     def q_sample(self, x_start: Tensor, t: Tensor, noise: Tensor) -> Tensor:
@@ -124,7 +157,8 @@ class GaussianDiffusion:
     def predict_start(self, x_t: Tensor, t: Tensor, model_output: Tensor) -> Tensor:
         """x̂_start from the network output: (x_t − sigma·eps)/alpha for eps, alpha·x_t − sigma·v for v."""
         alpha, sigma = (right_pad_dims_to(x_t, a) for a in self.alpha_sigma(t))
-        model_output = model_output.float()
+        # A learned-variance network's extra channels carry the variance, not the prediction.
+        model_output = model_output[:, : x_t.shape[1]].float()
         if self.config.pred_objective == "eps":
             return (x_t - sigma * model_output) / alpha.clamp(min=1e-8)
         return alpha * x_t - sigma * model_output
@@ -191,6 +225,6 @@ class GaussianDiffusion:
             lowres_noise_level=lowres_noise_level,
         )
         target = self.training_target(x_start, noise, t)
-        error = prediction.float() - target
+        error = prediction[:, : x_start.shape[1]].float() - target
         per_example = (error.abs() if self.config.loss == "l1" else error.pow(2)).flatten(1).mean(dim=1)
         return (per_example * self.loss_weight(t)).mean()

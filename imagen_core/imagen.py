@@ -20,7 +20,14 @@ from torch import Tensor, nn
 
 from imagen_core.config import CascadeConfig, SamplerConfig, StageConfig
 from imagen_core.diffusion import GaussianDiffusion
-from imagen_core.sampling import Callback, get_sampler, get_timesteps, model_denoiser, noise_like
+from imagen_core.sampling import (
+    Callback,
+    discrete_timesteps,
+    get_sampler,
+    get_timesteps,
+    model_denoiser,
+    noise_like,
+)
 from imagen_core.text_encoder import TextEncoder
 
 
@@ -102,8 +109,13 @@ def sample_stage(
     lowres_images: Tensor | None = None,
     callback: Callback | None = None,
     guidance_mode: str = "batched",
+    null_text_embeds: Tensor | None = None,
+    null_text_mask: Tensor | None = None,
 ) -> Tensor:
-    """Draw one image per generator [B,C,H,W] in [−1, 1] from one stage; SR stages take ``lowres_images``."""
+    """Draw one image per generator [B,C,H,W] in [−1, 1] from one stage; SR stages take ``lowres_images``.
+
+    ``null_text_embeds``: the unconditional text of guidance when it is not zeroed embeddings (IF's empty prompt).
+    """
     sampler = sampler or stage.sampler
     batch = len(generators)
     device = text_embeds.device
@@ -128,14 +140,25 @@ def sample_stage(
         guidance_mode=guidance_mode,
         lowres_cond_img=lowres_cond_img,
         lowres_noise_level=lowres_noise_level,
+        threshold_max=sampler.dynamic_threshold_max,
+        null_text_embeds=null_text_embeds,
+        null_text_mask=null_text_mask,
     )
-    shape = (batch, stage.unet.out_channels, stage.image_size, stage.image_size)
+    shape = (batch, stage.unet.in_channels, stage.image_size, stage.image_size)
     x = noise_like(shape, generators, device=device)
-    extra = {"eta": sampler.ddim_eta} if sampler.sampler == "ddim" else {}
+    extra = {}
+    if sampler.sampler == "ddim":
+        extra["eta"] = sampler.ddim_eta
+    elif sampler.sampler == "ancestral":
+        extra["gamma"] = sampler.ancestral_gamma
+    if diffusion.config.is_discrete:
+        timesteps = discrete_timesteps(sampler.steps, diffusion.config.num_train_timesteps, device=device)
+    else:
+        timesteps = get_timesteps(sampler.steps, device=device)
     x = get_sampler(sampler.sampler)(
         denoiser,
         x,
-        get_timesteps(sampler.steps, device=device),
+        timesteps,
         log_snr=diffusion.log_snr,
         generators=generators,
         callback=callback,
@@ -172,11 +195,17 @@ class Imagen(nn.Module):
         self.text_encoder = text_encoder
 
     @classmethod
-    def from_checkpoints(cls, paths: Sequence[str], *, device: str | torch.device = "cpu") -> Imagen:
-        """A cascade from one checkpoint per stage, base first; the text encoder comes from the first."""
+    def from_checkpoints(
+        cls, paths: Sequence[str], *, device: str | torch.device = "cpu", text_encoder: str | None = None
+    ) -> Imagen:
+        """A cascade from one checkpoint per stage, base first; the text encoder comes from the first, or from
+        ``text_encoder`` (a hub id or local T5 folder) in place of the one the checkpoint names."""
         from imagen_core.checkpoints import load_checkpoint
 
-        loaded = [load_checkpoint(p, device=device, load_text_encoder=i == 0) for i, p in enumerate(paths)]
+        loaded = [
+            load_checkpoint(p, device=device, load_text_encoder=i == 0, text_encoder=text_encoder)
+            for i, p in enumerate(paths)
+        ]
         cascade = CascadeConfig(stages=tuple(x.stage for x in loaded))
         return cls(cascade, unets=[x.unet for x in loaded], text_encoder=loaded[0].text_encoder).to(device)
 
@@ -242,6 +271,16 @@ class Imagen(nn.Module):
         if len(generators) != text_embeds.shape[0]:
             raise ValueError(f"got {len(generators)} seeds/generators for {text_embeds.shape[0]} texts")
         last = len(self.stages) - 1 if stop_at is None else stop_at
+        null_embeds = null_mask = None
+        if any(stage.null_text == "empty_prompt" for stage in self.stages[: last + 1]):
+            # IF's unconditional input is the empty prompt's encoding, padded as the prompts are.
+            null_embeds, null_mask = self.encode_text([""])
+            null_embeds, null_mask = null_embeds.to(device), null_mask.to(device)
+            if null_embeds.shape[1] != text_embeds.shape[1]:
+                raise ValueError(
+                    f"the empty prompt encodes to {null_embeds.shape[1]} tokens and the texts to "
+                    f"{text_embeds.shape[1]}: a stage with null_text='empty_prompt' needs text_padding='max_length'"
+                )
         images = None
         for i in range(last + 1):
             stage_callback = None
@@ -261,6 +300,8 @@ class Imagen(nn.Module):
                 sampler=sampler,
                 lowres_images=images,
                 callback=stage_callback,
+                null_text_embeds=null_embeds if self.stages[i].null_text == "empty_prompt" else None,
+                null_text_mask=null_mask if self.stages[i].null_text == "empty_prompt" else None,
             )
         return images
 

@@ -14,7 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imagen_core.config import DownsampleMode, TimeEmbedding, UpsampleMode
+from imagen_core.config import Activation, DownsampleMode, TextNorm, TimeEmbedding, UpsampleMode
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "gelu": nn.GELU}
+
+
+def activation_fn(name: str):
+    """The functional form of a config's activation ("silu" or "gelu")."""
+    return F.gelu if name == "gelu" else F.silu
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -62,10 +69,20 @@ class TimestepFeatures(nn.Module):
 class ConditioningMLP(nn.Module):
     """Timestep features then a two-layer MLP: [B] -> [B, E]."""
 
-    def __init__(self, features_dim: int, cond_dim: int, *, kind: TimeEmbedding, time_scale: float) -> None:
+    def __init__(
+        self,
+        features_dim: int,
+        cond_dim: int,
+        *,
+        kind: TimeEmbedding,
+        time_scale: float,
+        activation: Activation = "silu",
+    ) -> None:
         super().__init__()
         self.features = TimestepFeatures(features_dim, kind=kind, time_scale=time_scale)
-        self.mlp = nn.Sequential(nn.Linear(features_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(features_dim, cond_dim), ACTIVATIONS[activation](), nn.Linear(cond_dim, cond_dim)
+        )
 
     def forward(self, time: Tensor) -> Tensor:
         return self.mlp(self.features(time))
@@ -108,8 +125,9 @@ class Upsample(nn.Module):
 class ResBlock(nn.Module):
     """BigGAN-style residual block with scale-shift norm (App. B.1; Improved DDPM's ResBlock).
 
-    h = conv(SiLU(GN(x))); h = GN(h) · (1 + scale) + shift with (scale, shift) = Linear(SiLU(cond));
-    h = conv(dropout(SiLU(h))); out = (skip(x) + h) · residual_scale.
+    h = conv(act(GN(x))); h = GN(h) · (1 + scale) + shift with (scale, shift) = Linear(cond);
+    h = conv(dropout(act(h))); out = (skip(x) + h) · residual_scale. `cond` arrives already activated (the U-Net
+    applies SiLU to it once per forward instead of once per block: the same function, fewer passes).
     [B, C_in, H, W], cond [B, E] -> [B, C_out, H', W'] (H' = H, or H/2 or 2H with resample="down"/"up", BigGAN
     style: the resampling happens inside the block, on both branches). With cond_dim=0 the block is unconditioned
     (the Efficient U-Net's ResNetBlock, Fig. A.28, when conditioning enters once per DBlock/UBlock).
@@ -126,8 +144,10 @@ class ResBlock(nn.Module):
         use_scale_shift_norm: bool = True,
         residual_scale: float = 1.0,
         resample: str | None = None,
+        activation: Activation = "silu",
     ) -> None:
         super().__init__()
+        self.act = activation_fn(activation)
         self.use_scale_shift_norm = use_scale_shift_norm
         self.residual_scale = residual_scale
         self.resample = resample
@@ -149,23 +169,26 @@ class ResBlock(nn.Module):
         return x
 
     def forward(self, x: Tensor, cond: Tensor | None) -> Tensor:
-        h = F.silu(self.norm1(x))
+        h = self.act(self.norm1(x))
         h = self._resample(h)
         x = self._resample(x)
         h = self.conv1(h)
         if self.cond_proj is None:
             h = self.norm2(h)
         elif self.use_scale_shift_norm:
-            scale, shift = self.cond_proj(F.silu(cond))[:, :, None, None].chunk(2, dim=1)
-            h = self.norm2(h) * (1 + scale) + shift
+            scale, shift = self.cond_proj(cond)[:, :, None, None].chunk(2, dim=1)
+            h = torch.addcmul(shift, self.norm2(h), 1 + scale)
         else:
-            h = self.norm2(h + self.cond_proj(F.silu(cond))[:, :, None, None])
-        h = self.conv2(self.dropout(F.silu(h)))
+            h = self.norm2(h + self.cond_proj(cond)[:, :, None, None])
+        h = self.conv2(self.dropout(self.act(h)))
+        if self.residual_scale == 1.0:
+            return self.skip(x) + h
         return (self.skip(x) + h) * self.residual_scale
 
 
 class FiLM(nn.Module):
-    """Feature-wise modulation by the conditioning vector: x · (1 + scale) + shift, (scale, shift) = Linear(SiLU(cond)).
+    """Feature-wise modulation by the conditioning vector: x · (1 + scale) + shift, (scale, shift) = Linear(cond),
+    cond already activated (see ResBlock).
 
     The Efficient U-Net's "CombineEmbs" (Fig. A.29/A.30) when conditioning enters once per block.
     x [B, C, H, W], cond [B, E] -> [B, C, H, W].
@@ -176,8 +199,8 @@ class FiLM(nn.Module):
         self.proj = nn.Linear(cond_dim, 2 * channels)
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        scale, shift = self.proj(F.silu(cond))[:, :, None, None].chunk(2, dim=1)
-        return x * (1 + scale) + shift
+        scale, shift = self.proj(cond)[:, :, None, None].chunk(2, dim=1)
+        return torch.addcmul(shift, x, 1 + scale)
 
 
 class Attention(nn.Module):
@@ -200,6 +223,9 @@ class Attention(nn.Module):
         text_embed_dim: int = 0,
         use_self_attn: bool = True,
         use_text: bool = True,
+        text_norm: TextNorm = "layer",
+        text_norm_groups: int = 32,
+        null_kv: bool = True,
     ) -> None:
         super().__init__()
         if channels % num_heads:
@@ -211,13 +237,19 @@ class Attention(nn.Module):
         self.norm = group_norm(channels, norm_groups)
         self.to_q = nn.Linear(channels, channels)
         self.to_kv = nn.Linear(channels, 2 * channels) if use_self_attn else None
+        self.text_norm_kind = text_norm
         if use_text and text_embed_dim > 0:
-            self.text_norm = nn.LayerNorm(text_embed_dim)
+            if text_norm == "layer":
+                self.text_norm = nn.LayerNorm(text_embed_dim)
+            elif text_norm == "group":
+                self.text_norm = group_norm(text_embed_dim, text_norm_groups)
+            else:
+                self.text_norm = nn.Identity()
             self.text_to_kv = nn.Linear(text_embed_dim, 2 * channels)
         else:
             self.text_norm = None
             self.text_to_kv = None
-        self.null_kv = None if use_self_attn else nn.Parameter(torch.randn(2, channels) * channels**-0.5)
+        self.null_kv = None if use_self_attn or not null_kv else nn.Parameter(torch.randn(2, channels) * channels**-0.5)
         self.to_out = zero_init(nn.Linear(channels, channels))
 
     def forward(self, x: Tensor, text_embeds: Tensor | None = None, text_mask: Tensor | None = None) -> Tensor:
@@ -238,7 +270,12 @@ class Attention(nn.Module):
             values.append(null_v)
             masks.append(None)
         if self.text_to_kv is not None and text_embeds is not None:
-            k, v = self.text_to_kv(self.text_norm(text_embeds)).chunk(2, dim=-1)  # [B, L, C] each
+            if self.text_norm_kind == "group":
+                # GroupNorm over [B, D, L]: statistics over channel groups and all tokens (DeepFloyd IF).
+                normed = self.text_norm(text_embeds.transpose(1, 2)).transpose(1, 2)
+            else:
+                normed = self.text_norm(text_embeds)
+            k, v = self.text_to_kv(normed).chunk(2, dim=-1)  # [B, L, C] each
             keys.append(k)
             values.append(v)
             masks.append(text_mask)
@@ -267,18 +304,29 @@ class TextAttentionPool(nn.Module):
 
     As CLIP's AttentionPool2d: the query is the masked mean of the (LayerNormed) tokens, which also joins the
     keys so that a sample whose text is fully masked pools to a finite vector.
+
+    style="imagen": q/k/v project straight to cond_dim, then an output projection.
+    style="deepfloyd": DeepFloyd IF's TextTimeEmbedding: attention at the text width, a learned positional
+    embedding added to the query token, no output projection; then Linear to cond_dim and LayerNorm.
     text_embeds [B, L, D], text_mask [B, L] bool | None -> [B, E].
     """
 
-    def __init__(self, text_embed_dim: int, cond_dim: int, *, num_heads: int) -> None:
+    def __init__(self, text_embed_dim: int, cond_dim: int, *, num_heads: int, style: str = "imagen") -> None:
         super().__init__()
-        if cond_dim % num_heads:
-            raise ValueError(f"TextAttentionPool: cond_dim={cond_dim} is not divisible by num_heads={num_heads}")
+        width = cond_dim if style == "imagen" else text_embed_dim
+        if width % num_heads:
+            raise ValueError(f"TextAttentionPool: width {width} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
+        self.style = style
         self.norm = nn.LayerNorm(text_embed_dim)
-        self.to_q = nn.Linear(text_embed_dim, cond_dim)
-        self.to_kv = nn.Linear(text_embed_dim, 2 * cond_dim)
-        self.to_out = nn.Linear(cond_dim, cond_dim)
+        self.to_q = nn.Linear(text_embed_dim, width)
+        self.to_kv = nn.Linear(text_embed_dim, 2 * width)
+        if style == "imagen":
+            self.pos_embed = None
+            self.to_out = nn.Linear(cond_dim, cond_dim)
+        else:
+            self.pos_embed = nn.Parameter(torch.randn(1, text_embed_dim) / text_embed_dim**0.5)
+            self.to_out = nn.Sequential(nn.Linear(text_embed_dim, cond_dim), nn.LayerNorm(cond_dim))
 
     def forward(self, text_embeds: Tensor, text_mask: Tensor | None = None) -> Tensor:
         b, length, _ = text_embeds.shape
@@ -287,6 +335,8 @@ class TextAttentionPool(nn.Module):
             text_mask = torch.ones(b, length, dtype=torch.bool, device=tokens.device)
         weights = text_mask[:, :, None].to(tokens.dtype)
         mean = (tokens * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1.0)  # [B, 1, D]
+        if self.pos_embed is not None:
+            mean = mean + self.pos_embed.to(mean.dtype)
         kv_tokens = torch.cat([mean, tokens], dim=1)
         attn_mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=tokens.device), text_mask], dim=1)
         q = self.to_q(mean)

@@ -4,6 +4,9 @@ In the manner of k-diffusion's ``sampling.py``, every sampler is a function over
 
     denoiser(x_t: Tensor[B,C,H,W], t: Tensor[B]) -> x̂_start: Tensor[B,C,H,W]
 
+(a learned-variance network's denoiser returns ``Denoised(x0, var_values)`` instead; the ancestral sampler uses its
+``var_values``, the others read ``x0`` alone)
+
 plus the schedule's ``log_snr(t)``; the network, the text, guidance and thresholding are wrapped around the
 network beforehand (``model_denoiser``), so a sampler knows nothing about them. Each sampler calls
 ``callback({"i", "t", "x", "denoised"})`` after every step; that is how a worker reports progress.
@@ -16,9 +19,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from imagen_core.diffusion import (
@@ -30,7 +34,22 @@ from imagen_core.diffusion import (
     right_pad_dims_to,
 )
 
-Denoiser = Callable[[Tensor, Tensor], Tensor]
+
+class Denoised(NamedTuple):
+    """A learned-variance denoiser's output: x̂₀ [B,C,H,W] and the network's variance channels v ∈ [−1, 1]
+    [B,C,H,W] (Improved DDPM, Eq. 15: log Σ = v' log β + (1 − v') log β̃ with v' = (v + 1)/2)."""
+
+    x0: Tensor
+    var_values: Tensor
+
+
+def _split_denoised(out: Tensor | Denoised) -> tuple[Tensor, Tensor | None]:
+    if isinstance(out, Denoised):
+        return out.x0, out.var_values
+    return out, None
+
+
+Denoiser = Callable[[Tensor, Tensor], Tensor | Denoised]
 LogSnr = Callable[[Tensor], Tensor]
 Callback = Callable[[dict[str, Any]], None]
 Generators = Sequence[torch.Generator] | torch.Generator | None
@@ -45,6 +64,17 @@ def get_timesteps(steps: int, *, t_start: float = 1.0, t_end: float = 0.0, devic
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     return torch.linspace(t_start, t_end, steps + 1, device=device)
+
+
+def discrete_timesteps(steps: int, num_train_timesteps: int, *, device="cpu") -> Tensor:
+    """``steps + 1`` times for a discrete schedule, diffusers' "leading" spacing: steps i·(T // steps) for
+    i = steps−1 … 0, divided by T, then a final 0 (the last step returns x̂₀, as DDPM's step at t = 0 does)."""
+    if not 1 <= steps <= num_train_timesteps:
+        raise ValueError(f"steps must be in [1, {num_train_timesteps}], got {steps}")
+    ratio = num_train_timesteps // steps
+    indices = torch.arange(steps - 1, -1, -1, dtype=torch.float64) * ratio
+    times = torch.cat([indices / num_train_timesteps, torch.zeros(1, dtype=torch.float64)])
+    return times.float().to(device)
 
 
 def noise_like(shape: Sequence[int], generators: Generators, *, device="cpu", dtype=torch.float32) -> Tensor:
@@ -73,14 +103,14 @@ def quantile_per_sample(x: Tensor, q: float) -> Tensor:
     return low_value + frac * (top[:, k - 2] - low_value)
 
 
-def dynamic_threshold(x_start: Tensor, percentile: float = 0.995) -> Tensor:
+def dynamic_threshold(x_start: Tensor, percentile: float = 0.995, max_value: float | None = None) -> Tensor:
     """Dynamic thresholding: s = percentile(|x̂₀|, p) per sample; s = max(s, 1); clip to [−s, s]; divide by s.
 
     Sec. 2.3: "it pushes saturated pixels (those near −1 and 1) inwards, thereby actively preventing pixels from
-    saturation at each step."
+    saturation at each step." ``max_value`` also caps s (diffusers' sample_max_value; IF uses 1.5).
     """
     flat = x_start.float().abs().flatten(1)
-    s = quantile_per_sample(flat, percentile).clamp(min=1.0)
+    s = quantile_per_sample(flat, percentile).clamp(min=1.0, max=max_value)
     s = right_pad_dims_to(x_start, s)
     return x_start.clamp(-s, s) / s
 
@@ -90,15 +120,29 @@ def static_threshold(x_start: Tensor) -> Tensor:
     return x_start.clamp(-1.0, 1.0)
 
 
-def thresholded(denoiser: Denoiser, kind: str, *, percentile: float = 0.995) -> Denoiser:
+def thresholded(
+    denoiser: Denoiser, kind: str, *, percentile: float = 0.995, max_value: float | None = None
+) -> Denoiser:
     """Wrap a denoiser so that its x̂₀ is thresholded: ``kind`` is "dynamic", "static" or "none"."""
     if kind == "none":
         return denoiser
     if kind == "static":
-        return lambda x_t, t: static_threshold(denoiser(x_t, t))
-    if kind == "dynamic":
-        return lambda x_t, t: dynamic_threshold(denoiser(x_t, t), percentile)
-    raise ValueError(f"unknown thresholding {kind!r}; choose 'dynamic', 'static' or 'none'")
+        op = static_threshold
+    elif kind == "dynamic":
+
+        def op(x0: Tensor) -> Tensor:
+            return dynamic_threshold(x0, percentile, max_value)
+
+    else:
+        raise ValueError(f"unknown thresholding {kind!r}; choose 'dynamic', 'static' or 'none'")
+
+    def wrapped(x_t: Tensor, t: Tensor) -> Tensor | Denoised:
+        out = denoiser(x_t, t)
+        if isinstance(out, Denoised):
+            return Denoised(op(out.x0), out.var_values)
+        return op(out)
+
+    return wrapped
 
 
 # ---- Classifier-free guidance (Sec. 2.3) ----
@@ -113,12 +157,16 @@ def classifier_free_guidance(
     mode: GuidanceMode = "batched",
     lowres_cond_img: Tensor | None = None,
     lowres_noise_level: Tensor | None = None,
+    null_text_embeds: Tensor | None = None,
+    null_text_mask: Tensor | None = None,
 ) -> Callable[[Tensor, Tensor], Tensor]:
     """The guided network output: ε̃(z, c) = w·ε(z, c) + (1 − w)·ε(z) with w = ``cond_scale``.
 
     ``mode="batched"`` runs the conditional and unconditional passes as ONE forward of 2B; "separate" runs two
     forwards of B (the baseline of bench/sampling.py). ``cond_scale=None`` runs the conditional model alone.
-    The unconditional input is ``null_text``: the embeddings zeroed, as in training.
+    The unconditional input is ``null_text``: the embeddings zeroed, as in training, unless ``null_text_embeds``
+    [1 or B, L', D] is given (IF: the encoding of the empty prompt). A learned-variance network's extra channels
+    are not guided: the conditional pass's are kept (as diffusers' IFPipeline does).
     """
     lowres = dict(lowres_cond_img=lowres_cond_img, lowres_noise_level=lowres_noise_level)
 
@@ -128,12 +176,32 @@ def classifier_free_guidance(
     if cond_scale is None or text_embeds is None:
         # Without text there is nothing to guide towards: an unconditional network is sampled as it is.
         return conditional
-    null_embeds, null_mask = null_text(text_embeds, text_mask)
+    if null_text_embeds is None:
+        null_embeds, null_mask = null_text(text_embeds, text_mask)
+    else:
+        null_embeds = null_text_embeds.to(text_embeds).expand(text_embeds.shape[0], -1, -1)
+        null_mask = None if null_text_mask is None else null_text_mask.expand(text_embeds.shape[0], -1)
+        if null_embeds.shape[1] != text_embeds.shape[1]:
+            raise ValueError(
+                f"null_text_embeds has {null_embeds.shape[1]} tokens, text_embeds {text_embeds.shape[1]}: pad both "
+                "to the same length"
+            )
+        if (null_mask is None) != (text_mask is None):
+            ones = torch.ones(text_embeds.shape[:2], dtype=torch.bool, device=text_embeds.device)
+            null_mask = ones if null_mask is None else null_mask
+            text_mask = ones if text_mask is None else text_mask
+
+    def guide(cond: Tensor, uncond: Tensor, channels: int) -> Tensor:
+        # w·ε_c + (1 − w)·ε_u, written so that w = 1 returns ε_c up to rounding.
+        guided = uncond[:, :channels] + cond_scale * (cond[:, :channels] - uncond[:, :channels])
+        if cond.shape[1] == channels:
+            return guided
+        return torch.cat([guided, cond[:, channels:]], dim=1)
 
     def separate(x_t: Tensor, t: Tensor) -> Tensor:
         cond = model(x_t, t, text_embeds=text_embeds, text_mask=text_mask, **lowres)
         uncond = model(x_t, t, text_embeds=null_embeds, text_mask=null_mask, **lowres)
-        return uncond + cond_scale * (cond - uncond)
+        return guide(cond, uncond, x_t.shape[1])
 
     both_embeds = torch.cat([text_embeds, null_embeds])
     both_mask = None if text_mask is None else torch.cat([text_mask, null_mask])
@@ -144,8 +212,7 @@ def classifier_free_guidance(
             torch.cat([x_t, x_t]), torch.cat([t, t]), text_embeds=both_embeds, text_mask=both_mask, **both_lowres
         )
         cond, uncond = out.chunk(2)
-        # w·ε_c + (1 − w)·ε_u, written so that w = 1 returns ε_c up to rounding.
-        return uncond + cond_scale * (cond - uncond)
+        return guide(cond, uncond, x_t.shape[1])
 
     if mode == "batched":
         return batched
@@ -166,8 +233,12 @@ def model_denoiser(
     guidance_mode: GuidanceMode = "batched",
     lowres_cond_img: Tensor | None = None,
     lowres_noise_level: Tensor | None = None,
+    threshold_max: float | None = None,
+    null_text_embeds: Tensor | None = None,
+    null_text_mask: Tensor | None = None,
 ) -> Denoiser:
-    """Network + text + guidance + thresholding as one ``denoiser(x_t, t) -> x̂₀`` for the samplers below."""
+    """Network + text + guidance + thresholding as one ``denoiser(x_t, t) -> x̂₀`` for the samplers below
+    (``Denoised(x̂₀, var_values)`` when the diffusion's variance is "learned_range")."""
     guided = classifier_free_guidance(
         model,
         text_embeds=text_embeds,
@@ -176,12 +247,19 @@ def model_denoiser(
         mode=guidance_mode,
         lowres_cond_img=lowres_cond_img,
         lowres_noise_level=lowres_noise_level,
+        null_text_embeds=null_text_embeds,
+        null_text_mask=null_text_mask,
     )
+    learned = diffusion.config.variance == "learned_range"
 
-    def denoise(x_t: Tensor, t: Tensor) -> Tensor:
-        return diffusion.predict_start(x_t, t, guided(x_t, t))
+    def denoise(x_t: Tensor, t: Tensor) -> Tensor | Denoised:
+        out = guided(x_t, t)
+        x0 = diffusion.predict_start(x_t, t, out)
+        if learned:
+            return Denoised(x0, out[:, x_t.shape[1] :].float())
+        return x0
 
-    return thresholded(denoise, thresholding, percentile=percentile)
+    return thresholded(denoise, thresholding, percentile=percentile, max_value=threshold_max)
 
 
 # ---- Samplers: sampler(denoiser, x, timesteps, *, log_snr, generators, callback) -> x_0 ----
@@ -205,7 +283,7 @@ def sample_ddim(
     """DDIM (Song et al. 2021, Eq. 12), deterministic at eta = 0; eta = 1 matches ancestral sampling."""
     for i in range(len(timesteps) - 1):
         t, s = timesteps[i], timesteps[i + 1]
-        x0 = denoiser(x, _expand(t, x))
+        x0, _ = _split_denoised(denoiser(x, _expand(t, x)))
         if i == len(timesteps) - 2:
             x = x0
         else:
@@ -235,11 +313,14 @@ def sample_ancestral(
     log_snr: LogSnr,
     generators: Generators = None,
     callback: Callback | None = None,
+    gamma: float = 0.0,
 ) -> Tensor:
-    """Ancestral sampling from the DDPM posterior q(x_s | x_t, x̂₀) (Ho et al. 2020, Alg. 2; VDM Eq. 32-33)."""
+    """Ancestral sampling from the DDPM posterior q(x_s | x_t, x̂₀) (Ho et al. 2020, Alg. 2; VDM Eq. 32-33), with
+    Improved DDPM's variance interpolation (Nichol & Dhariwal 2021, Eq. 15): log Σ = v·log β + (1 − v)·log β̃,
+    v the network's learned range when its denoiser returns ``Denoised``, else the fixed ``gamma`` (0: β̃)."""
     for i in range(len(timesteps) - 1):
         t, s = timesteps[i], timesteps[i + 1]
-        x0 = denoiser(x, _expand(t, x))
+        x0, var_values = _split_denoised(denoiser(x, _expand(t, x)))
         if i == len(timesteps) - 2:
             x = x0
         else:
@@ -250,8 +331,15 @@ def sample_ancestral(
             c = -torch.expm1(lsnr_t - lsnr_s)
             # 1. Posterior mean: alpha_s · (x_t · (1 − c) / alpha_t + c · x̂₀).
             mean = alpha_s * (x * (1 - c) / alpha_t + c * x0)
-            # 2. Posterior variance: sigma_s² · c.
-            x = mean + (sigma_s**2 * c).sqrt() * randn_like_per_sample(x, generators)
+            # 2. Variance. Posterior β̃ = sigma_s² · c; the step's β = 1 − alpha_t² / alpha_s².
+            if var_values is None and gamma == 0.0:
+                std = (sigma_s**2 * c).sqrt()
+            else:
+                min_log = torch.log((sigma_s**2 * c).clamp(min=1e-20))
+                max_log = torch.log(-torch.expm1(F.logsigmoid(lsnr_t) - F.logsigmoid(lsnr_s)))
+                frac = torch.as_tensor(gamma) if var_values is None else (var_values + 1) / 2
+                std = torch.exp(0.5 * (frac * max_log + (1 - frac) * min_log))
+            x = mean + std * randn_like_per_sample(x, generators)
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "denoised": x0})
     return x
@@ -272,7 +360,7 @@ def sample_dpmpp_2m(
     h_last = None
     for i in range(len(timesteps) - 1):
         t, s = timesteps[i], timesteps[i + 1]
-        x0 = denoiser(x, _expand(t, x))
+        x0, _ = _split_denoised(denoiser(x, _expand(t, x)))
         if i == len(timesteps) - 2:
             x = x0
         else:

@@ -7,8 +7,11 @@ Three ways to get one, none of which touches a model hub at import (transformers
 - ``TextEncoder.tiny(seed=0)``: a ByT5 tokenizer (no vocabulary file) and a randomly initialised 2-layer T5
   (d_model 32, DESIGN.md §6), the offline stand-in used by tests, the toy world and the shipped toy checkpoint.
 
-Encoding always runs in fp32 and padded positions come back as zeros with ``text_mask`` False. Precomputed
-embeddings can be cached on disk, one safetensors file per (encoder name, max_length, text).
+Encoding always runs in fp32. With ``padding="longest"`` (imagen_core's own) padded positions come back as zeros with
+``text_mask`` False; with ``padding="max_length"`` every text is padded to ``max_length`` and T5's outputs at the
+padding positions are kept and marked True, which is how DeepFloyd IF's pipeline feeds its U-Net (77 tokens, no
+mask). Precomputed embeddings can be cached on disk, one safetensors file per (encoder name, max_length, padding,
+text).
 """
 
 from __future__ import annotations
@@ -51,7 +54,11 @@ class TextEncoder:
         max_length: int = DEFAULT_MAX_LENGTH,
         cache_dir: str | Path | None = None,
         tokenizer_name: str | None = None,
+        padding: str = "longest",
     ) -> None:
+        if padding not in ("longest", "max_length"):
+            raise ValueError(f"TextEncoder: unknown padding {padding!r}; choose 'longest' or 'max_length'")
+        self.padding = padding
         self.encoder = encoder.float().eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.name = name
@@ -67,8 +74,10 @@ class TextEncoder:
         max_length: int = DEFAULT_MAX_LENGTH,
         cache_dir: str | Path | None = None,
         device: str | torch.device = "cpu",
+        padding: str = "longest",
     ) -> TextEncoder:
-        """Load any Hugging Face T5 encoder (``T5EncoderModel``) and its tokenizer by hub id or local folder."""
+        """Load any Hugging Face T5 encoder (``T5EncoderModel``) and its tokenizer by hub id or local folder
+        (a folder with ``config.json``, the weights and the tokenizer files, as ``save_pretrained`` writes them)."""
         from transformers import AutoTokenizer, T5EncoderModel
 
         encoder = T5EncoderModel.from_pretrained(str(name_or_path), dtype=torch.float32).to(device)
@@ -80,6 +89,7 @@ class TextEncoder:
             max_length=max_length,
             cache_dir=cache_dir,
             tokenizer_name=str(name_or_path),
+            padding=padding,
         )
 
     @classmethod
@@ -126,7 +136,7 @@ class TextEncoder:
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Token ids [B,L] and mask [B,L] bool, padded to the longest text and truncated to ``max_length``."""
         batch = self.tokenizer(
-            list(texts), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
+            list(texts), padding=self.padding, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         return batch["input_ids"], batch["attention_mask"].bool()
 
@@ -135,6 +145,9 @@ class TextEncoder:
         input_ids, text_mask = self.tokenize(texts)
         device = self.device
         out = self.encoder(input_ids=input_ids.to(device), attention_mask=text_mask.to(device)).last_hidden_state
+        if self.padding == "max_length":
+            # IF attends to every position, padding included, so its outputs are kept.
+            return out.float(), torch.ones_like(text_mask, device=device)
         # Padding positions carry no information; zero them so that a cache file holds only real tokens.
         text_embeds = out.float().masked_fill(~text_mask.to(device)[..., None], 0.0)
         return text_embeds, text_mask.to(device)
@@ -157,6 +170,7 @@ class TextEncoder:
         if missing:
             embeds, mask = self._encode_uncached([texts[i] for i in missing])
             for j, i in enumerate(missing):
+                # "max_length": the whole padded row (its mask is all True).
                 rows[i] = embeds[j, mask[j]].cpu()
                 self._cache_write(texts[i], rows[i])
         return pad_sequences([rows[i] for i in range(len(texts))], device=self.device)
@@ -164,7 +178,8 @@ class TextEncoder:
     def cache_path(self, text: str) -> Path:
         if self.cache_dir is None:
             raise ValueError("this TextEncoder has no cache_dir")
-        key = hashlib.sha256(f"{self.name}\0{self.max_length}\0{text}".encode()).hexdigest()
+        padding = "" if self.padding == "longest" else f"\0{self.padding}"
+        key = hashlib.sha256(f"{self.name}\0{self.max_length}{padding}\0{text}".encode()).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.safetensors"
 
     def _cache_read(self, text: str) -> Tensor | None:

@@ -324,6 +324,24 @@ def warmup_lambda(warmup_steps: int) -> Callable[[int], float]:
     return lambda step: min(1.0, (step + 1) / max(1, warmup_steps))
 
 
+def lr_lambda(training: TrainingConfig) -> Callable[[int], float]:
+    """The learning-rate multiplier of a stage: linear warmup (App. F), then constant or, with
+    ``lr_schedule="cosine"``, a half cosine from 1 down to ``lr_min_ratio`` at ``num_steps`` (held there after)."""
+    warmup = warmup_lambda(training.warmup_steps)
+    if training.lr_schedule == "constant":
+        return warmup
+    decay_steps = max(1, training.num_steps - training.warmup_steps)
+    floor = training.lr_min_ratio
+
+    def schedule(step: int) -> float:
+        if step < training.warmup_steps:
+            return warmup(step)
+        progress = min(1.0, (step - training.warmup_steps) / decay_steps)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return schedule
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, *, decay: float, step: int) -> None:
     """ema ← d·ema + (1 − d)·model, with d = min(decay, (1 + step)/(10 + step)) so early averages forget faster."""
@@ -389,7 +407,7 @@ def train(
     ema = copy.deepcopy(unet).float().eval().requires_grad_(False)
     diffusion = GaussianDiffusion(stage.diffusion)
     optimizer = make_optimizer(unet.parameters(), stage.training)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(stage.training.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(stage.training))
     step = 0
     state_path = out_dir / STATE_NAME
     if resume and state_path.exists():

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from imagen_core.config import UNetConfig
 from imagen_core.layers import (
+    ACTIVATIONS,
     Attention,
     ConditioningMLP,
     Downsample,
@@ -32,6 +33,7 @@ from imagen_core.layers import (
     ResBlock,
     TextAttentionPool,
     Upsample,
+    activation_fn,
     group_norm,
     zero_init,
 )
@@ -83,30 +85,37 @@ class _UNetCommon(nn.Module):
         self.config = config
         cond_dim = config.resolved_cond_dim
         features_dim = config.level_channels[0]
-        self.time_embed = ConditioningMLP(
-            features_dim, cond_dim, kind=config.time_embedding, time_scale=config.time_scale
-        )
+        mlp = dict(kind=config.time_embedding, time_scale=config.time_scale, activation=config.activation)
+        self.time_embed = ConditioningMLP(features_dim, cond_dim, **mlp)
         has_text = config.text_embed_dim > 0
         self.text_proj = (
-            nn.Sequential(nn.LayerNorm(config.text_embed_dim), nn.Linear(config.text_embed_dim, config.text_proj_dim))
+            nn.Sequential(
+                nn.LayerNorm(config.text_embed_dim) if config.text_proj_norm else nn.Identity(),
+                nn.Linear(config.text_embed_dim, config.text_proj_dim),
+            )
             if has_text and config.text_proj_dim is not None
             else None
         )
-        self.text_pool = (
-            TextAttentionPool(config.text_width, cond_dim, num_heads=config.heads_for(cond_dim))
-            if has_text and config.use_text_attn_pool
-            else None
-        )
+        if has_text and config.use_text_attn_pool:
+            # "imagen" pools the text the attention layers see; "deepfloyd" the raw encoder output.
+            deepfloyd = config.text_pool_style == "deepfloyd"
+            pool_width = config.text_embed_dim if deepfloyd else config.text_width
+            heads = config.text_pool_heads or config.heads_for(pool_width if deepfloyd else cond_dim)
+            self.text_pool = TextAttentionPool(pool_width, cond_dim, num_heads=heads, style=config.text_pool_style)
+        else:
+            self.text_pool = None
         # Noise conditioning augmentation: "we condition the SR model on aug_level" (Sec. 2.5).
-        self.lowres_noise_embed = (
-            ConditioningMLP(features_dim, cond_dim, kind=config.time_embedding, time_scale=config.time_scale)
-            if config.lowres_cond
-            else None
-        )
+        self.lowres_noise_embed = ConditioningMLP(features_dim, cond_dim, **mlp) if config.lowres_cond else None
+        self.act = activation_fn(config.activation)
         self.in_channels = config.in_channels * (2 if config.lowres_cond else 1)
 
-    def _res_block(self, in_channels: int, out_channels: int, *, resample: str | None = None) -> ResBlock:
+    def _res_block(
+        self, in_channels: int, out_channels: int, *, resample: str | None = None, mid: bool = False
+    ) -> ResBlock:
         c = self.config
+        residual_scale = c.skip_scale if c.skip_scale_at in ("residual", "both") else 1.0
+        if mid and c.mid_residual_scale is not None:
+            residual_scale = c.mid_residual_scale
         return ResBlock(
             in_channels,
             out_channels,
@@ -114,8 +123,9 @@ class _UNetCommon(nn.Module):
             norm_groups=c.norm_groups,
             dropout=c.dropout,
             use_scale_shift_norm=c.use_scale_shift_norm,
-            residual_scale=c.skip_scale if c.skip_scale_at in ("residual", "both") else 1.0,
+            residual_scale=residual_scale,
             resample=resample,
+            activation=c.activation,
         )
 
     def _attention(self, channels: int) -> Attention:
@@ -127,6 +137,9 @@ class _UNetCommon(nn.Module):
             text_embed_dim=c.text_width,
             use_self_attn=c.use_self_attn,
             use_text=c.use_text_cross_attn,
+            text_norm=c.text_norm,
+            text_norm_groups=c.text_norm_groups,
+            null_kv=c.null_kv_without_self_attn,
         )
 
     def _skip_merge(self, x_channels: int, skip_channels: int) -> SkipMerge:
@@ -137,7 +150,7 @@ class _UNetCommon(nn.Module):
     def _out(self, channels: int) -> nn.Sequential:
         return nn.Sequential(
             group_norm(channels, self.config.norm_groups),
-            nn.SiLU(),
+            ACTIVATIONS[self.config.activation](),
             zero_init(nn.Conv2d(channels, self.config.out_channels, 3, padding=1)),
         )
 
@@ -150,7 +163,10 @@ class _UNetCommon(nn.Module):
         lowres_cond_img: Tensor | None,
         lowres_noise_level: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """Check the inputs and return (network input [B, C_in, H, W], cond [B, E], text_embeds, text_mask)."""
+        """Check the inputs and return (network input [B, C_in, H, W], cond [B, E], text_embeds, text_mask).
+
+        `cond` is returned as the blocks consume it: activated once here when the blocks would each activate it.
+        """
         c = self.config
         name = type(self).__name__
         if x_t.ndim != 4 or x_t.shape[1] != c.in_channels:
@@ -174,6 +190,7 @@ class _UNetCommon(nn.Module):
                         f"{name}: text_mask must be [B, L]={tuple(text_embeds.shape[:2])}, got {tuple(text_mask.shape)}"
                     )
                 text_mask = text_mask.bool()
+            raw_text_embeds = text_embeds
             if self.text_proj is not None:
                 text_embeds = self.text_proj(text_embeds)
         else:
@@ -181,7 +198,8 @@ class _UNetCommon(nn.Module):
 
         cond = self.time_embed(time)
         if self.text_pool is not None and text_embeds is not None:
-            cond = cond + self.text_pool(text_embeds, text_mask)
+            pooled = raw_text_embeds if c.text_pool_style == "deepfloyd" else text_embeds
+            cond = cond + self.text_pool(pooled, text_mask)
         if c.lowres_cond:
             if lowres_cond_img is None:
                 raise ValueError(f"{name}: a super-resolution network (lowres_cond=True) needs lowres_cond_img")
@@ -198,6 +216,10 @@ class _UNetCommon(nn.Module):
             if lowres_cond_img is not None:
                 raise ValueError(f"{name}: lowres_cond_img given to a network built with lowres_cond=False")
             x = x_t
+        if c.cond_act_after_sum:
+            cond = self.act(cond)
+        if c.cond_act_in_blocks:
+            cond = self.act(cond)
         return x, cond, text_embeds, text_mask
 
     @property
@@ -244,8 +266,8 @@ class UNet(_UNetCommon):
                 skip_channels.append(ch)
 
         if c.use_mid_block:
-            self.mid = ResAttnBlock(self._res_block(ch, ch), self._attention(ch) if c.attention_levels[-1] else None)
-            self.mid_out = self._res_block(ch, ch)
+            self.mid = ResAttnBlock(self._res_block(ch, ch, mid=True), self._attention(ch) if c.has_mid_attn else None)
+            self.mid_out = self._res_block(ch, ch, mid=True)
         else:
             self.mid = None
             self.mid_out = None
@@ -422,8 +444,8 @@ class EfficientUNet(_UNetCommon):
             ch = chans[i]
 
         if c.use_mid_block:
-            self.mid = ResAttnBlock(self._res_block(ch, ch), self._attention(ch) if attn[-1] else None)
-            self.mid_out = self._res_block(ch, ch)
+            self.mid = ResAttnBlock(self._res_block(ch, ch, mid=True), self._attention(ch) if c.has_mid_attn else None)
+            self.mid_out = self._res_block(ch, ch, mid=True)
         else:
             self.mid = None
             self.mid_out = None

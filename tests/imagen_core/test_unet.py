@@ -233,7 +233,7 @@ def test_base_unet_attends_at_32_16_and_8():
 
 @pytest.mark.parametrize(
     ("name", "target"),
-    [("PAPER_BASE_64", 2.0e9), ("PAPER_SR_256", 600e6), ("PAPER_SR_1024", 400e6)],
+    [("PAPER_BASE_64", 2.0e9), ("PAPER_SR_256_600M", 600e6), ("PAPER_SR_1024", 400e6)],
 )
 def test_paper_presets_have_the_papers_parameter_counts_within_ten_percent(name, target):
     with torch.device("meta"):
@@ -241,6 +241,37 @@ def test_paper_presets_have_the_papers_parameter_counts_within_ten_percent(name,
     count = count_parameters(unet)
     print(f"{name}: {count / 1e6:.1f}M parameters (paper: {target / 1e6:.0f}M)")
     assert abs(count - target) / target < 0.10
+
+
+def test_paper_faithful_sr_256_has_one_attention_layer_per_lowest_block_and_452_6m_parameters():
+    with torch.device("meta"):
+        unet = build_unet(C.PAPER_SR_256)
+    attention_layers = [m for m in unet.modules() if isinstance(m, Attention)]
+    assert len(attention_layers) == 2  # end of the 1024-channel DBlock and of its UBlock (Fig. A.29/A.30)
+    assert round(count_parameters(unet) / 1e5) == 4526
+
+
+def test_base_preset_uses_64_channels_per_head():
+    with torch.device("meta"):
+        unet = build_unet(C.PAPER_BASE_64)
+    heads = {m.to_q.in_features: m.num_heads for m in unet.modules() if isinstance(m, Attention)}
+    assert heads == {1024: 16, 1536: 24, 2048: 32}
+
+
+def test_residual_skip_scaling_changes_the_networks_output_with_the_same_weights():
+    plain = dataclasses.replace(C.TINY, skip_scale_at="none")
+    residual = dataclasses.replace(C.TINY, skip_scale_at="residual")
+    torch.manual_seed(0)
+    a = build_unet(plain)
+    b = build_unet(residual)
+    for p in a.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    b.load_state_dict(a.state_dict())
+    x_t, time, text_embeds, text_mask, extra = _inputs(plain, batch=2, seed=3)
+    with torch.no_grad():
+        out_a = a(x_t, time, text_embeds=text_embeds, text_mask=text_mask, **extra)
+        out_b = b(x_t, time, text_embeds=text_embeds, text_mask=text_mask, **extra)
+    assert not torch.allclose(out_a, out_b, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["base", "efficient_sr"])
