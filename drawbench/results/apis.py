@@ -10,6 +10,7 @@ import datetime
 import math
 from typing import Any
 
+import pandas as pd
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
@@ -118,6 +119,13 @@ class StudyJudgmentListApi(_StudyExportApi):
         created_at = serializers.DateTimeField(format=ISO_8601_UTC, default_timezone=datetime.UTC)
         excluded = serializers.BooleanField()
         rater_flagged = serializers.BooleanField(help_text="The rater is flagged by quality control.")
+        assignment_id = serializers.IntegerField(help_text="The item served to the rater.")
+        left_sample_ids = serializers.CharField(help_text="JSON list: the left set's sample ids, displayed order.")
+        right_sample_ids = serializers.CharField(help_text="JSON list: the right set's sample ids, displayed order.")
+        served_at = serializers.DateTimeField(format=ISO_8601_UTC, default_timezone=datetime.UTC)
+        shown_at = serializers.DateTimeField(format=ISO_8601_UTC, default_timezone=datetime.UTC, allow_null=True)
+        is_gold = serializers.BooleanField()
+        is_practice = serializers.BooleanField()
 
     @classmethod
     def export(
@@ -126,7 +134,11 @@ class StudyJudgmentListApi(_StudyExportApi):
         frame = judgments_frame(
             study=study, include_excluded=include_excluded, exclude_flagged_raters=exclude_flagged_raters
         )
-        return cls.OutputSerializer(frame.to_dict("records"), many=True).data
+        records = frame.to_dict("records")
+        for record in records:
+            if record["shown_at"] is pd.NaT:
+                record["shown_at"] = None
+        return cls.OutputSerializer(records, many=True).data
 
     @extend_schema(parameters=[ExportInputSerializer], responses=OutputSerializer(many=True))
     def get(self, request: Request, study_id: int) -> Response:

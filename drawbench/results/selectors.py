@@ -4,6 +4,7 @@
 command all start from it, so what is exported is exactly what the numbers were computed from.
 """
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -12,7 +13,7 @@ from django.db.models import BigIntegerField, CharField, Exists, F, Func, OuterR
 from django.db.models.functions import Concat
 
 from drawbench.results import stats
-from drawbench.studies.models import Judgment, JudgmentExclusion, Question, RaterFlag, Study
+from drawbench.studies.models import Assignment, Judgment, JudgmentExclusion, Question, RaterFlag, Study
 
 # Export columns, in order, with their pandas dtypes (the CSV loads back into the same ones).
 JUDGMENT_COLUMNS: dict[str, str] = {
@@ -32,6 +33,39 @@ JUDGMENT_COLUMNS: dict[str, str] = {
     "created_at": "datetime64[us, UTC]",
     "excluded": "bool",
     "rater_flagged": "bool",
+    "assignment_id": "int64",
+    "left_sample_ids": "str",
+    "right_sample_ids": "str",
+    "served_at": "datetime64[us, UTC]",
+    "shown_at": "datetime64[us, UTC]",
+    "is_gold": "bool",
+    "is_practice": "bool",
+}
+# What each column means, for the bundle's data dictionary (one line each).
+JUDGMENT_COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "study_id": "The study.",
+    "judgment_id": "The judgment (immutable; exclusions are flags).",
+    "prompt_id": "The prompt (the comparison is this prompt with model_a and model_b).",
+    "prompt_position": "1-based position of the prompt in its prompt set's original order.",
+    "prompt": "The prompt's text, as shown to the rater.",
+    "category": "The prompt's category (a stratum of every interval).",
+    "model_a": "Model A of the comparison, name@version.",
+    "model_b": "Model B of the comparison, name@version.",
+    "model_left": "The model whose set was shown on the left.",
+    "question": "The question answered (fidelity, alignment).",
+    "choice": "The answer in model space: A prefers model_a, B prefers model_b, tie is indifferent.",
+    "rater_id": "Pseudonymous rater id (a random public token; never the crowd platform's id).",
+    "response_time_ms": "Response time measured in the rater's browser, milliseconds.",
+    "created_at": "Server time the answer was recorded (answered), UTC.",
+    "excluded": "Flagged by a JudgmentExclusion (left out of results unless included).",
+    "rater_flagged": "The rater is flagged by quality control.",
+    "assignment_id": "The item served to the rater (one per rater and comparison; both questions share it).",
+    "left_sample_ids": "JSON list of the sample ids of the left set, in displayed order (the image order).",
+    "right_sample_ids": "JSON list of the sample ids of the right set, in displayed order (the image order).",
+    "served_at": "Server time the item was claimed for the rater, UTC.",
+    "shown_at": "Server time the item was first shown to the rater, UTC; empty where not recorded.",
+    "is_gold": "A silent gold trial (control item). Always false here: control answers never become judgments.",
+    "is_practice": "A labelled practice item. Always false here: control answers never become judgments.",
 }
 
 
@@ -79,7 +113,11 @@ def judgments_frame(
         queryset = queryset.filter(export_rater_flagged=False)
     fast_timestamps = connection.vendor == "postgresql"
     if fast_timestamps:
-        queryset = queryset.annotate(export_created_us=_EpochMicroseconds("created_at"))
+        queryset = queryset.annotate(
+            export_created_us=_EpochMicroseconds("created_at"),
+            export_served_us=_EpochMicroseconds("assignment__served_at"),
+            export_shown_us=_EpochMicroseconds("assignment__shown_at"),
+        )
     records = queryset.values_list(
         "id",
         "comparison__prompt_id",
@@ -96,15 +134,26 @@ def judgments_frame(
         "export_created_us" if fast_timestamps else "created_at",
         "export_excluded",
         "export_rater_flagged",
+        "assignment_id",
+        "left_sample_ids",
+        "right_sample_ids",
+        "export_served_us" if fast_timestamps else "assignment__served_at",
+        "export_shown_us" if fast_timestamps else "assignment__shown_at",
+        "assignment__kind",
     )
-    columns = [column for column in JUDGMENT_COLUMNS if column != "study_id"]
-    frame = pd.DataFrame.from_records(list(records), columns=columns)
+    columns = [column for column in JUDGMENT_COLUMNS if column not in ("study_id", "is_gold", "is_practice")]
+    frame = pd.DataFrame.from_records(list(records), columns=[*columns, "kind"])
     frame.insert(0, "study_id", study.pk)
-    if fast_timestamps:
-        frame["created_at"] = pd.to_datetime(frame["created_at"].astype("int64"), unit="us", utc=True)
-    else:
-        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    return frame.astype(JUDGMENT_COLUMNS)
+    for column in ("created_at", "served_at", "shown_at"):
+        if fast_timestamps:
+            frame[column] = pd.to_datetime(frame[column].astype("Int64"), unit="us", utc=True)
+        else:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    for column in ("left_sample_ids", "right_sample_ids"):
+        frame[column] = [json.dumps(ids, separators=(",", ":")) for ids in frame[column]]
+    frame["is_gold"] = (frame["kind"] == Assignment.Kind.GOLD).to_numpy(dtype=bool)
+    frame["is_practice"] = (frame["kind"] == Assignment.Kind.PRACTICE).to_numpy(dtype=bool)
+    return frame.drop(columns="kind").astype(JUDGMENT_COLUMNS)
 
 
 def study_results(

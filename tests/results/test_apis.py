@@ -69,7 +69,9 @@ def test_judgments_csv_loads_into_pandas_with_the_right_dtypes(known_study, staf
     response = staff_client.get(judgments_url(known_study.study.pk), {"format": "csv"})
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
-    frame = pd.read_csv(io.BytesIO(response.content), encoding="utf-8", parse_dates=["created_at"])
+    frame = pd.read_csv(
+        io.BytesIO(response.content), encoding="utf-8", parse_dates=["created_at", "served_at", "shown_at"]
+    )
     assert list(frame.columns) == list(JUDGMENT_COLUMNS)
     for column in ("study_id", "judgment_id", "prompt_id", "prompt_position", "response_time_ms"):
         assert frame[column].dtype == "int64", column

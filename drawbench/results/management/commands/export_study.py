@@ -15,6 +15,7 @@ from drawbench.results.apis import (
     StudyRaterDiagnosticsApi,
     StudyResultsApi,
 )
+from drawbench.results.bundle import study_bundle
 from drawbench.studies.models import Study
 
 EXPORTS = {
@@ -36,6 +37,13 @@ class Command(BaseCommand):
         parser.add_argument("--what", choices=sorted(EXPORTS), default="judgments")
         parser.add_argument("--format", dest="fmt", choices=sorted(EXPORT_RENDERERS), default="csv")
         parser.add_argument("--output", type=Path, help="File to write; standard output when omitted.")
+        parser.add_argument(
+            "--bundle",
+            type=Path,
+            metavar="DIR",
+            help="Write the release bundle into DIR (created if missing): judgments CSV with its JSON data "
+            "dictionary, results, study config, prompt set, sample manifest with hashes, software versions.",
+        )
         parser.add_argument(
             "--include-excluded", action="store_true", help="Also export judgments flagged as excluded."
         )
@@ -68,12 +76,20 @@ class Command(BaseCommand):
         exclude_flagged_raters: bool,
         method: str | None,
         spreadsheet_safe: bool = True,
+        bundle: Path | None = None,
         **options,
     ):
         try:
             study = Study.objects.get(pk=study_id)
         except Study.DoesNotExist:
             raise CommandError(f"Study {study_id} does not exist.") from None
+        if bundle is not None:
+            bundle.mkdir(parents=True, exist_ok=True)
+            files = study_bundle(study=study, method=method or intervals.DEFAULT_METHOD)
+            for name, content in files.items():
+                _write_atomically(bundle / name, content)
+            self.stderr.write(f"Wrote the bundle of study {study.pk} to {bundle}: {', '.join(files)}")
+            return
         api = EXPORTS[what]
         given = {
             "include_excluded": include_excluded,
