@@ -52,13 +52,16 @@ class StudyCreateForm(forms.Form):
     completion_code = forms.CharField(
         max_length=64, required=False, help_text="Shown to a rater who finished. Empty: a random 8-character code."
     )
+    min_answers_for_code = forms.IntegerField(
+        min_value=0, max_value=10_000, required=False, help_text=_help("min_answers_for_code") + " Default 1."
+    )
     completion_url = forms.URLField(
         max_length=500, required=False, assume_scheme="https", help_text=_help("completion_url")
     )
 
     DEFAULTED = (
         "practice_items", "gold_rate", "min_gold_accuracy", "min_response_time_ms", "assignment_timeout_s",
-        "completion_code",
+        "completion_code", "min_answers_for_code",
     )  # fmt: skip
 
     def clean_categories(self) -> list[str]:

@@ -302,6 +302,15 @@ REST_FRAMEWORK = {
         "rater_submit": env("DRAWBENCH_RATER_SUBMIT_RATE", default="60/min"),
         "rater_start": env("DRAWBENCH_RATER_START_RATE", default="30/min"),
     },
+    # Throttles key on REMOTE_ADDR; behind N reverse proxies, the address the nearest of them appended to
+    # X-Forwarded-For (https://www.django-rest-framework.org/api-guide/throttling/#how-clients-are-identified).
+    "NUM_PROXIES": env.int("DRAWBENCH_TRUSTED_PROXIES", default=0),
+    # JSON bodies: too deep, duplicate keys, NaN or out-of-range numbers are a 400 (studies.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "drawbench.studies.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {

@@ -82,6 +82,7 @@ STUDY_EDITABLE_FIELDS = (
     "min_response_time_ms",
     "assignment_timeout_s",
     "completion_code",
+    "min_answers_for_code",
     "completion_url",
 )
 

@@ -3,8 +3,12 @@
 The rating page's script answers through it (session and CSRF); other clients, the load benchmark among them, join
 with POST start and then send ``Authorization: Rater <rater_token>``. One APIView per operation. Answering returns
 the next item, so a rater needs one request per item. Errors are 4xx with a message that says what was wrong:
-400 bad input, 401 unknown token, 403 not this study's rater, 404 unknown item, 409 answered differently or
-reclaimed, 410 study not open, 413 body too large, 429 too fast.
+400 bad input, 401 unknown token, 403 not this study's rater (or a known crowd id without its platform session id),
+404 unknown item, 409 answered differently or reclaimed, 410 study not open, 413 body too large, 429 too fast.
+
+Bodies are read by the strict JSON parser (parsers.py): too deep, duplicate keys, NaN or numbers out of range are a
+400 before anything runs. A GET writes nothing: a rater is recorded complete by the answer that finds nothing left
+for them, or by POST completion/.
 """
 
 import logging
@@ -17,7 +21,6 @@ from django.core.exceptions import RequestDataTooBig, ValidationError
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -31,10 +34,22 @@ from drawbench.studies.authentication import (
     RaterTokenAuthentication,
 )
 from drawbench.studies.models import Assignment, Rater, Study
+from drawbench.studies.parsers import StrictJSONParser
 from drawbench.studies.platforms import ID_MAX_LENGTH, ID_RE, PlatformIdentity
-from drawbench.studies.selectors import RaterProgress, assignment_display, rater_completion, rater_progress
+from drawbench.studies.selectors import (
+    Completion,
+    RaterProgress,
+    assignment_display,
+    rater_completion,
+    rater_progress,
+)
 from drawbench.studies.services import answering, errors, raters, serving
-from drawbench.studies.throttling import ERROR_THROTTLED, RaterStartThrottle, RaterSubmitThrottle
+from drawbench.studies.throttling import (
+    ERROR_START_THROTTLED,
+    ERROR_THROTTLED,
+    RaterStartThrottle,
+    RaterSubmitThrottle,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +59,7 @@ ERROR_STUDY_CLOSED = "This study is closed: it is no longer taking answers."
 ERROR_STUDY_NOT_OPEN = "This study is not open for rating."
 ERROR_BODY_TOO_LARGE = "The request body is {size} bytes; at most {limit} bytes are accepted."
 ERROR_NO_RATER = "No rater: open the study link first, or send 'Authorization: Rater <token>'."
+ERROR_WORK_LEFT = "There is still an item for you to rate: GET assignment/ and answer it, or end with 'stop'."
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -62,8 +78,8 @@ class Conflict(exceptions.APIException):
 
 
 class Throttled(exceptions.Throttled):
-    def __init__(self, wait: float | None):
-        super().__init__(wait=wait, detail=ERROR_THROTTLED.format(wait=round(wait or 1)))
+    def __init__(self, wait: float | None, message: str = ERROR_THROTTLED):
+        super().__init__(wait=wait, detail=message.format(wait=round(wait or 1)))
 
 
 class ResponseThen(Response):
@@ -109,8 +125,23 @@ class ProgressSerializer(serializers.Serializer):
 
 
 class CompletionSerializer(serializers.Serializer):
-    completion_code = serializers.CharField()
+    completion_code = serializers.CharField(allow_blank=True, help_text="Empty when no code was earned.")
     redirect_url = serializers.CharField(allow_blank=True, help_text="Where to send the rater (may be empty).")
+    code_earned = serializers.BooleanField(
+        help_text="False: the rater answered fewer items than the study's minimum for a code (no code, no redirect)."
+    )
+    message = serializers.CharField(help_text="What to tell the rater (with no code: to return the study).")
+
+
+def _completion_data(completion: Completion | None) -> dict[str, Any] | None:
+    if completion is None:
+        return None
+    return {
+        "completion_code": completion.code,
+        "redirect_url": completion.redirect_url,
+        "code_earned": completion.earned,
+        "message": completion.message,
+    }
 
 
 def _assignment_data(assignment: Assignment, study: Study) -> dict[str, Any]:
@@ -127,13 +158,16 @@ def _assignment_data(assignment: Assignment, study: Study) -> dict[str, Any]:
     }
 
 
-def _next_data(rater: Rater, assignment: Assignment | None, progress: RaterProgress) -> dict[str, Any]:
-    """The rater's current item (None when done: they are recorded as complete), progress and completion."""
+def _next_data(
+    rater: Rater, assignment: Assignment | None, progress: RaterProgress, *, record: bool = True
+) -> dict[str, Any]:
+    """The rater's current item, progress and, when nothing is left for them (assignment None), their completion.
+    `record` (a POST's) also records them complete then; a GET's (False) only reads."""
     completion = None
     if assignment is None:
-        raters.rater_complete(rater=rater)
-        done = rater_completion(rater=rater)
-        completion = {"completion_code": done.code, "redirect_url": done.redirect_url}
+        if record:
+            raters.rater_complete(rater=rater)
+        completion = _completion_data(rater_completion(rater=rater, nothing_left=True))
     return {
         "assignment": _assignment_data(assignment, rater.study) if assignment is not None else None,
         "progress": {"done": progress.done, "total": progress.total},
@@ -171,7 +205,7 @@ class _JSONApi(APIView):
     """JSON in; a body past DATA_UPLOAD_MAX_MEMORY_SIZE is a 413 that says so (Django raises RequestDataTooBig when
     the parser reads it, which would otherwise end as a bare 400)."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JSONNegotiation
 
@@ -202,7 +236,12 @@ class _RaterApi(_JSONApi):
 
 
 class RaterStartApi(_JSONApi):
-    """Join a study as a rater; returns the token for the other calls. The same crowd id again is the same rater."""
+    """Join a study as a rater; returns the token for the other calls. Throttled per client address.
+
+    The same crowd id again is the same rater, and gets its token, only with the platform_session_id it started with:
+    an id is not a secret. Without it (or for an id that started without one) the answer is 403, naming what is
+    missing; such a rater continues in the browser it started in.
+    """
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -228,6 +267,9 @@ class RaterStartApi(_JSONApi):
         rater_token = serializers.CharField(help_text="Send as 'Authorization: Rater <rater_token>'.")
         consented = serializers.BooleanField()
 
+    def throttled(self, request, wait):
+        raise Throttled(wait, ERROR_START_THROTTLED)
+
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request, token: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -243,7 +285,10 @@ class RaterStartApi(_JSONApi):
                 platform_session_id=data.get("platform_session_id", ""),
             )
         try:
-            rater = raters.rater_join(study=study, identity=identity, consent=data["consent"])
+            # No browser binding here (known_rater_ids): the API hands a known id's token only with its session id.
+            rater = raters.rater_join(
+                study=study, identity=identity, consent=data["consent"], session_field="platform_session_id"
+            )
         except errors.OtherSession as exc:
             raise exceptions.PermissionDenied(exc.messages[0]) from None
         except ValidationError as exc:
@@ -273,7 +318,7 @@ class RaterAssignmentNextApi(_RaterApi):
             assignment = serving.assignment_next_for_rater(rater=rater)
         except errors.StudyNotOpen as exc:
             raise StudyGone(exc.messages[0]) from None
-        return Response(_next_data(rater, assignment, rater_progress(rater=rater)))
+        return Response(_next_data(rater, assignment, rater_progress(rater=rater), record=False))
 
 
 def _plain_answer(body) -> dict[str, Any] | None:
@@ -378,15 +423,42 @@ class RaterAnswerSubmitApi(_RaterApi):
 
 
 class RaterCompletionApi(_RaterApi):
-    """The completion code (and where to go) once the rater has had everything there was for them."""
+    """GET: the completion once the rater is recorded complete (the code, and where to go, for a rater who answered
+    at least the study's minimum; else no code, and a message to return the study). POST ends the rater's work:
+    "finish" records them complete if nothing is left for them (else 409: answer the next item), "stop" records
+    that they stopped early (no code)."""
 
     @extend_schema_serializer(component_name="RaterCompletion")
     class OutputSerializer(serializers.Serializer):
         completed = serializers.BooleanField()
         completion = CompletionSerializer(allow_null=True)
 
+    @extend_schema_serializer(component_name="RaterEndInput")
+    class InputSerializer(serializers.Serializer):
+        end = serializers.ChoiceField(choices=["finish", "stop"])
+
+    def _output(self, rater: Rater) -> Response:
+        done = rater_completion(rater=rater)
+        output = {"completed": done is not None, "completion": _completion_data(done)}
+        return Response(self.OutputSerializer(output).data)
+
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, token: str) -> Response:
-        done = rater_completion(rater=request.auth)
-        completion = {"completion_code": done.code, "redirect_url": done.redirect_url} if done else None
-        return Response(self.OutputSerializer({"completed": done is not None, "completion": completion}).data)
+        return self._output(request.auth)
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request: Request, token: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rater = request.auth
+        if serializer.validated_data["end"] == "stop":
+            raters.rater_finish(rater=rater)
+            return self._output(rater)
+        try:
+            left = serving.assignment_next_for_rater(rater=rater)
+        except errors.StudyNotOpen as exc:
+            raise StudyGone(exc.messages[0]) from None
+        if left is not None:
+            raise Conflict(ERROR_WORK_LEFT)
+        raters.rater_complete(rater=rater)
+        return self._output(rater)

@@ -276,16 +276,46 @@ def rater_answer_stats(*, study: Study, rater_ids: list[int] | None = None) -> d
     return {rater_id: RaterAnswerStats(**fields) for rater_id, fields in counted.items()}
 
 
+# Told to a rater whose work is over before they answered the minimum for a code (a late rater of a full study).
+MESSAGE_NO_WORK = (
+    "There is no work for you in this study right now: it is full, or has nothing left for you to rate. "
+    "There is no completion code (it needs {needed} answered item{needed_plural}; you answered {done}). "
+    "Please return the study on {platform}."
+)
+RETURN_WHERE = {
+    Rater.Platform.PROLIFIC: "Prolific (Return submission)",
+    Rater.Platform.MTURK: "Mechanical Turk (Return the HIT)",
+}
+RETURN_ELSEWHERE = "the platform that sent you here"
+MESSAGE_CODE = "You have rated everything there was for you. Thank you!"
+
+
 @dataclass(frozen=True)
 class Completion:
-    """What a rater who finished gets: the study's completion code, and where to go (the crowd platform) if set."""
+    """What a rater whose work is over gets. Having answered at least the study's min_answers_for_code items
+    (`earned`): the completion code, and where to go (the crowd platform) if set. Else no code and no redirect:
+    `message` tells them there is no work for them and to return the study."""
 
     code: str
     redirect_url: str
+    earned: bool = True
+    message: str = MESSAGE_CODE
 
 
-def rater_completion(*, rater: Rater) -> Completion | None:
-    """The rater's completion, once they had nothing left to rate; None before."""
-    if rater.completed_at is None:
+def rater_completion(*, rater: Rater, nothing_left: bool = False) -> Completion | None:
+    """The rater's completion once their work is over (recorded complete, or `nothing_left`: serving just found
+    nothing for them); None before. Read afresh (1 query): the answer path counts answers in the database."""
+    row = Rater.objects.filter(pk=rater.pk).values_list("completed_at", "n_answered", "platform").first()
+    if row is None or (row[0] is None and not nothing_left):
         return None
-    return Completion(code=rater.study.completion_code, redirect_url=rater.study.completion_url)
+    study, (_, done, platform) = rater.study, row
+    if done < study.min_answers_for_code:
+        needed = study.min_answers_for_code
+        message = MESSAGE_NO_WORK.format(
+            needed=needed,
+            needed_plural="" if needed == 1 else "s",
+            done=done,
+            platform=RETURN_WHERE.get(platform, RETURN_ELSEWHERE),
+        )
+        return Completion(code="", redirect_url="", earned=False, message=message)
+    return Completion(code=study.completion_code, redirect_url=study.completion_url)

@@ -21,6 +21,7 @@ from django.core.files.storage import storages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from drawbench.studies.apis import PRACTICE_FEEDBACK_SESSION_KEY
@@ -36,7 +37,12 @@ from drawbench.studies.selectors import (
     rater_progress,
 )
 from drawbench.studies.services import answering, errors, raters, serving
-from drawbench.studies.throttling import ERROR_THROTTLED, RaterSubmitThrottle
+from drawbench.studies.throttling import (
+    ERROR_START_THROTTLED,
+    ERROR_THROTTLED,
+    RaterStartThrottle,
+    RaterSubmitThrottle,
+)
 
 ANSWER_FIELD_PREFIX = "answer_"
 # One row of keys per question, in the order the study asks them: left / indifferent / right.
@@ -49,6 +55,14 @@ ERROR_SESSION_MISSING = "Your rating session was not found (cookies may be off);
 ERROR_TOO_LARGE = "The request is too large: at most {limit} bytes of form data are accepted."
 ERROR_TOO_MANY_FIELDS = "The request has too many fields: at most {limit} are accepted."
 ERROR_BAD_REQUEST = "The request could not be read: {reason}"
+# The browser a rater started in, besides its session: a signed cookie, on the study link's path, names the rater, so
+# that a session that expired or was cleared does not lose a crowd id that can be resumed only from its browser.
+BROWSER_COOKIE = "drawbench_rater_{study_id}"
+BROWSER_COOKIE_SALT = "drawbench.studies.rater-browser.{study_id}"
+BROWSER_COOKIE_MAX_AGE = 60 * 60 * 24 * 30
+# How a rater's work ends (the finish page's POST): "finish" when the rating page found nothing left (verified
+# here), "stop" for Stop here.
+END_FINISH, END_STOP = "finish", "stop"
 # The MTurk host an MTurk rater's finished assignment is posted to (the link's turkSubmitTo), per study, in their
 # session.
 MTURK_SUBMIT_SESSION_KEY = "drawbench.mturk_submit.{study_id}"
@@ -107,6 +121,47 @@ def _session_rater(request: HttpRequest, study: Study) -> Rater | None:
     return Rater.objects.filter(pk=rater_id, study=study).select_related("study").first()
 
 
+def _cookie_rater_id(request: HttpRequest, study: Study) -> int | None:
+    value = request.get_signed_cookie(
+        BROWSER_COOKIE.format(study_id=study.pk),
+        default=None,
+        salt=BROWSER_COOKIE_SALT.format(study_id=study.pk),
+        max_age=BROWSER_COOKIE_MAX_AGE,
+    )
+    return int(value) if value and value.isdigit() else None
+
+
+def _browser_rater_ids(request: HttpRequest, study: Study) -> list[int]:
+    """The raters of the study this browser started: the one in its session, and the one in its signed cookie."""
+    ids = [request.session.get(RATER_SESSION_KEY.format(study_id=study.pk)), _cookie_rater_id(request, study)]
+    return [rater_id for rater_id in ids if isinstance(rater_id, int)]
+
+
+def _browser_rater(request: HttpRequest, study: Study) -> Rater | None:
+    """The rater of the study this browser started: its session's, else its signed cookie's."""
+    rater = _session_rater(request, study)
+    if rater is None and (rater_id := _cookie_rater_id(request, study)) is not None:
+        rater = Rater.objects.filter(pk=rater_id, study=study).select_related("study").first()
+    return rater
+
+
+def _keep_rater(request: HttpRequest, response: HttpResponse, rater: Rater) -> HttpResponse:
+    """Bind this browser to `rater`: its session, and the signed cookie that outlives the session."""
+    study = rater.study
+    request.session[RATER_SESSION_KEY.format(study_id=study.pk)] = rater.pk
+    response.set_signed_cookie(
+        BROWSER_COOKIE.format(study_id=study.pk),
+        str(rater.pk),
+        salt=BROWSER_COOKIE_SALT.format(study_id=study.pk),
+        max_age=BROWSER_COOKIE_MAX_AGE,
+        path=reverse("rater:study-entry", args=[study.rater_token]),
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
 def _questions_for_form(display_questions: Sequence[DisplayedQuestion], selected: dict[str, str]) -> list[dict]:
     return [
         {
@@ -155,7 +210,9 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
     """The study link: consent (when the study asks for it), instructions, and a Start button (POST).
 
     A crowd platform's ids in the query string (Prolific, MTurk, or external_id) name the rater: the same id again
-    is the same rater, taken straight back to their rating page.
+    is the same rater, taken straight back to their rating page, from the browser it started in or with the
+    platform session id it started with (raters.rater_returning); anyone else who knows the id is refused (403).
+    Start is throttled per client address (RaterStartThrottle), as the API's start is.
     """
     study = _study(token)
     if study is None or study.status != Study.Status.OPEN:
@@ -164,16 +221,15 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
         identity = platform_identity_from_query(request.GET)
     except ValidationError as exc:
         return _error_page(request, " ".join(exc.messages))
-    session_key = RATER_SESSION_KEY.format(study_id=study.pk)
-    rater = _session_rater(request, study)
+    rater = _browser_rater(request, study)
+    known = _browser_rater_ids(request, study)
     if identity is not None and identity.external_id and (rater is None or rater.external_id != identity.external_id):
         try:
-            rater = raters.rater_returning(study=study, identity=identity)
+            rater = raters.rater_returning(study=study, identity=identity, known_rater_ids=known)
         except errors.OtherSession as exc:
             return _error_page(request, exc.messages[0], status=403)
         if rater is not None and (rater.consented_at is not None or not study.consent_text):
-            request.session[session_key] = rater.pk
-            return redirect("rater:rate", token)
+            return _keep_rater(request, redirect("rater:rate", token), rater)
     preview = identity is not None and identity.is_preview
     if identity is not None and identity.platform == Rater.Platform.MTURK:
         try:
@@ -184,20 +240,27 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
             request.session[MTURK_SUBMIT_SESSION_KEY.format(study_id=study.pk)] = submit_host
     error = None
     if request.method == "POST" and not preview:
+        throttle = RaterStartThrottle()
+        if not throttle.allow_client(request):
+            wait = round(throttle.wait() or 1)
+            response = _error_page(request, ERROR_START_THROTTLED.format(wait=wait), status=429)
+            response["Retry-After"] = str(wait)
+            return response
         consent = request.POST.get("consent") == "yes"
         try:
             if rater is not None:
                 rater = raters.rater_consent(rater=rater, consent=consent)
             else:
-                rater = raters.rater_join(study=study, identity=identity, consent=consent)
+                rater = raters.rater_join(study=study, identity=identity, consent=consent, known_rater_ids=known)
+        except errors.OtherSession as exc:
+            return _error_page(request, exc.messages[0], status=403)
         except ValidationError as exc:
             if not hasattr(exc, "error_dict"):
                 # Closed between the check above and the Start button.
                 return _not_open(request, _study(token))
             error = " ".join(exc.messages)
         else:
-            request.session[session_key] = rater.pk
-            return redirect("rater:rate", token)
+            return _keep_rater(request, redirect("rater:rate", token), rater)
     questions = [DisplayedQuestion(value=q, text=Question(q).label) for q in study.questions]
     context = {
         "study": study,
@@ -231,8 +294,8 @@ def rate(request: HttpRequest, token: str) -> HttpResponse:
         except errors.StudyNotOpen:
             return _not_open(request, _study(token))
         if assignment is None:
-            raters.rater_complete(rater=rater)
-            return redirect("rater:done", token)
+            # Nothing left: the finish page's button records it (a GET writes nothing).
+            return redirect("rater:done", token) if rater.completed_at else _render_done(request, rater, end=END_FINISH)
         return _render_rating(request, rater, assignment)
 
     throttle = RaterSubmitThrottle()
@@ -283,30 +346,60 @@ def _rating_error(
 
 
 @rater_page
-@require_GET
+@require_http_methods(["GET", "POST"])
 def done(request: HttpRequest, token: str) -> HttpResponse:
-    """The finish page: thanks, and the completion code, or the crowd platform's completion page if the study set one.
+    """The finish page. GET reads: the completion code (or the crowd platform's completion page, or MTurk's submit
+    form) for a rater whose work is over, else a Stop here button. POST ends the rater's work: "finish" (the rating
+    page found nothing left) records them complete once that is checked, "stop" (Stop here) records them finished.
 
-    Reached early (Stop here), it records the rater as finished but gives no code: that is for raters who had
-    everything there was for them.
+    The code is for raters who had everything there was for them and answered at least the study's
+    min_answers_for_code items; one who got less is told there is no work for them and to return the study.
     """
     study = _study(token)
     if study is None:
         return _not_open(request, study)
     rater = _session_rater(request, study)
     if rater is None:
+        if request.method == "POST":
+            return _error_page(request, ERROR_SESSION_MISSING)
         return redirect("rater:study-entry", token)
-    raters.rater_finish(rater=rater)
+    if request.method == "POST":
+        if request.POST.get("end") == END_FINISH and not rater.completed_at:
+            try:
+                left = serving.assignment_next_for_rater(rater=rater)
+            except errors.StudyNotOpen:
+                return _not_open(request, _study(token))
+            if left is not None:
+                return redirect("rater:rate", token)
+            raters.rater_complete(rater=rater)
+        else:
+            raters.rater_finish(rater=rater)
+        return redirect("rater:done", token)
     completion = rater_completion(rater=rater)
+    if completion is not None and completion.earned and completion.redirect_url:
+        if rater.platform != Rater.Platform.MTURK:
+            return redirect(completion.redirect_url)
+    return _render_done(request, rater)
+
+
+def _render_done(request: HttpRequest, rater: Rater, *, end: str | None = None) -> HttpResponse:
+    """The finish page: the completion when the rater's work is over; else the button that ends it (`end`:
+    finish after the last item, else Stop here)."""
+    study = rater.study
+    completion = None if end else rater_completion(rater=rater)
     mturk = None
-    if completion is not None and rater.platform == Rater.Platform.MTURK:
+    if completion is not None and completion.earned and rater.platform == Rater.Platform.MTURK:
         # An external question's assignment is finished by posting it back to MTurk, from this page.
         host = request.session.get(MTURK_SUBMIT_SESSION_KEY.format(study_id=study.pk)) or mturk_submit_host(None)
         mturk = {"action": host + MTURK_SUBMIT_PATH, "assignment_id": rater.platform_session_id}
         request.csp_form_action.append(host)
-    elif completion is not None and completion.redirect_url:
-        return redirect(completion.redirect_url)
-    context = {"study": study, "progress": rater_progress(rater=rater), "completion": completion, "mturk": mturk}
+    context = {
+        "study": study,
+        "progress": rater_progress(rater=rater),
+        "completion": completion,
+        "mturk": mturk,
+        "end": end or (END_STOP if completion is None and rater.finished_at is None else None),
+    }
     return render(request, "rater/done.html", context)
 
 

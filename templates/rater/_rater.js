@@ -31,6 +31,7 @@
   // growing pause, until the server answers: a dropped connection loses nothing.
   const apiUrl = form.dataset.apiUrl;
   const nextUrl = form.dataset.nextUrl;
+  const doneUrl = form.dataset.doneUrl;
   const csrfToken = form.elements.csrfmiddlewaretoken.value;
   const RETRY_MAX_PAUSE_MS = 10000;
   const SERVER_ERROR_TRIES = 4;
@@ -129,12 +130,17 @@
       key: form.elements.key.value,
       answers: answersOf(),
       response_time_ms: Math.max(0, Math.round(performance.now() - started)),
-      include_next: false,
+      // The answer that finds nothing left records the rater's work as over (a page's GET writes nothing), and
+      // the finish page shows what they get.
+      include_next: true,
     };
     say("Saving…", false);
     const response = await send(payload);
     if (response.ok) {
-      window.location.assign(nextUrl);
+      let answered = null;
+      try { answered = await response.json(); } catch (parseError) { answered = null; }
+      const over = answered && answered.next && answered.next.assignment === null;
+      window.location.assign(over ? doneUrl : nextUrl);
       return;
     }
     let body = null;

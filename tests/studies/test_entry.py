@@ -9,7 +9,7 @@ from django.utils.html import escape
 from drawbench.studies import platforms
 from drawbench.studies.models import Rater
 from drawbench.studies.platforms import PlatformIdentity, platform_identity_from_query
-from drawbench.studies.services import errors
+from drawbench.studies.services import errors, raters
 from drawbench.studies.services.raters import rater_join
 
 pytestmark = pytest.mark.django_db
@@ -28,13 +28,15 @@ def rate_url(study) -> str:
 
 
 def finish(client: Client, study) -> None:
-    """Answer everything the rater is given (a study of one comparison) and reach the end."""
+    """Answer everything the rater is given (a study of one comparison) and press Finish."""
     page = client.get(rate_url(study))
     key = page.context["display"].key
     client.post(
         rate_url(study), {"key": key, "answer_fidelity": "left", "answer_alignment": "tie", "response_time_ms": "1800"}
     )
-    assert client.get(rate_url(study))["Location"] == reverse("rater:done", args=[study.rater_token])
+    assert client.get(rate_url(study)).context["end"] == "finish"
+    done = reverse("rater:done", args=[study.rater_token])
+    assert client.post(done, {"end": "finish"})["Location"] == done
 
 
 def test_a_prolific_link_makes_a_rater_with_the_platform_ids(client, make_study):
@@ -86,16 +88,22 @@ def test_a_known_crowd_id_from_another_platform_session_is_refused_and_the_first
         {"platform": "prolific", "external_id": PROLIFIC["PROLIFIC_PID"], "platform_session_id": "s-other"},
         content_type="application/json",
     )
-    assert api.status_code == 403 and api.json()["detail"] == message
+    api_message = errors.ERROR_OTHER_SESSION.format(platform="Prolific", parameter="platform_session_id")
+    assert api.status_code == 403 and api.json()["detail"] == api_message
 
 
-def test_a_crowd_id_that_started_without_a_session_id_comes_back_with_any(make_study):
+def test_a_crowd_id_that_started_without_a_session_id_comes_back_only_in_its_browser(make_study):
     study = make_study(n_prompts=1)
-    Client().post(entry(study, PROLIFIC_PID=PROLIFIC["PROLIFIC_PID"]))
+    first_browser = Client()
+    first_browser.post(entry(study, PROLIFIC_PID=PROLIFIC["PROLIFIC_PID"]))
 
-    back = Client().get(entry(study, **PROLIFIC))
+    elsewhere = Client().get(entry(study, **PROLIFIC))
+    back = first_browser.get(entry(study, **PROLIFIC))
 
-    assert back.status_code == 302 and Rater.objects.count() == 1
+    message = raters.ERROR_RESUME_SESSIONLESS.format(platform="Prolific", parameter="SESSION_ID")
+    assert elsewhere.status_code == 403 and escape(message) in elsewhere.content.decode()
+    assert back.status_code == 200 and ">Continue<" in back.content.decode()
+    assert Rater.objects.count() == 1
 
 
 def test_an_mturk_link_makes_a_rater_with_worker_hit_and_assignment_ids(client, make_study):
@@ -262,7 +270,7 @@ def test_a_rater_who_stops_early_gets_no_completion_code(client, make_study):
     client.post(entry(study))
     client.get(rate_url(study))
 
-    page = client.get(reverse("rater:done", args=[study.rater_token]))
+    page = client.post(reverse("rater:done", args=[study.rater_token]), {"end": "stop"}, follow=True)
 
     assert "C0DE1234" not in page.content.decode()
     assert "no completion code" in page.content.decode()

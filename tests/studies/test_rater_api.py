@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from drawbench.studies import apis, authentication
 from drawbench.studies.models import Assignment, ControlAnswer, Judgment, Rater
+from drawbench.studies.selectors import MESSAGE_CODE
 from drawbench.studies.services import errors, raters
 from drawbench.studies.services.answering import MAX_RESPONSE_TIME_MS
 from drawbench.studies.services.studies import study_close
@@ -53,7 +54,12 @@ def test_a_whole_session_by_token_answers_every_comparison_and_ends_with_the_cod
         current = response.json()["next"]
 
     assert len(set(seen)) == 3
-    assert current["completion"] == {"completion_code": "DONE2024", "redirect_url": "https://example.org/complete"}
+    assert current["completion"] == {
+        "completion_code": "DONE2024",
+        "redirect_url": "https://example.org/complete",
+        "code_earned": True,
+        "message": MESSAGE_CODE,
+    }
     assert current["progress"] == {"done": 3, "total": 3}
     assert Judgment.objects.count() == 6
     completion = client.get(url("api-rater-completion", study)).json()

@@ -1,5 +1,7 @@
 """Raters: joining a study (anonymously or with a crowd id), consent, finishing, and quality flags."""
 
+from collections.abc import Collection
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -56,30 +58,65 @@ def rater_create(
     return rater
 
 
-def rater_returning(*, study: Study, identity: PlatformIdentity | None) -> Rater | None:
+# Why a known crowd id is not resumed (each names what is missing; {parameter} is the platform's session parameter
+# as the caller names it: SESSION_ID or assignmentId in a link, platform_session_id in the API).
+ERROR_RESUME_SESSION_MISSING = (
+    "This {platform} id has already started this study. It can be continued only in the browser it started in, "
+    "or with the {parameter} it started with, and none was given."
+)
+ERROR_RESUME_SESSIONLESS = (
+    "This {platform} id has already started this study, without a {parameter}: it can be continued only in the "
+    "browser it started in. Please go back to that browser."
+)
+
+
+def rater_returning(
+    *,
+    study: Study,
+    identity: PlatformIdentity | None,
+    known_rater_ids: Collection[int] = (),
+    session_field: str | None = None,
+) -> Rater | None:
     """The rater this crowd identity already is in the study, or None (a new visitor, or no crowd id).
 
-    A crowd id is not a secret (it shows in links, screenshots, a platform's messages): the platform's session id of
-    the visit must be the one the rater started with, when one was recorded (Prolific's SESSION_ID, MTurk's
-    assignmentId), else OtherSession. The browser a rater started in keeps them without it (its session holds them).
+    A crowd id is not a secret (it shows in links, screenshots, a platform's messages; Prolific ids are visible to
+    other researchers): knowing it resumes nobody. The rater is resumed from the browser it started in (its id in
+    `known_rater_ids`: the browser's session or signed cookie), or with the platform's session id it started with
+    (Prolific's SESSION_ID, MTurk's assignmentId), else OtherSession naming what is missing. An id that started
+    without a session id is resumed only from its browser. `session_field` names the session parameter in the
+    caller's terms (the API's platform_session_id); the platform's link parameter by default.
     """
     if identity is None or not identity.external_id:
         return None
     returning = Rater.objects.filter(study=study, platform=identity.platform, external_id=identity.external_id).first()
-    if returning is not None and returning.platform_session_id not in ("", identity.platform_session_id):
-        raise OtherSession(
-            ERROR_OTHER_SESSION.format(
-                platform=returning.get_platform_display(), parameter=session_parameter(identity.platform)
-            ),
-            code="other_session",
-        )
-    return returning
+    if returning is None or returning.pk in known_rater_ids:
+        return returning
+    recorded = returning.platform_session_id
+    if recorded and recorded == identity.platform_session_id:
+        return returning
+    parameter = session_field or session_parameter(identity.platform)
+    platform = returning.get_platform_display()
+    if not recorded:
+        message, code = ERROR_RESUME_SESSIONLESS.format(platform=platform, parameter=parameter), "sessionless"
+    elif not identity.platform_session_id:
+        message, code = ERROR_RESUME_SESSION_MISSING.format(platform=platform, parameter=parameter), "session_missing"
+    else:
+        message, code = ERROR_OTHER_SESSION.format(platform=platform, parameter=parameter), "other_session"
+    raise OtherSession(message, code=code)
 
 
-def rater_join(*, study: Study, identity: PlatformIdentity | None = None, consent: bool = False) -> Rater:
-    """The rater a visitor of the study link is: the same one again for a crowd id seen before (from the same
-    platform session: see rater_returning), else a new one."""
-    returning = rater_returning(study=study, identity=identity)
+def rater_join(
+    *,
+    study: Study,
+    identity: PlatformIdentity | None = None,
+    consent: bool = False,
+    known_rater_ids: Collection[int] = (),
+    session_field: str | None = None,
+) -> Rater:
+    """The rater a visitor of the study link is: the same one again for a crowd id seen before (from its browser or
+    its platform session: see rater_returning), else a new one."""
+    returning_kwargs = {"study": study, "identity": identity, "known_rater_ids": known_rater_ids}
+    returning = rater_returning(**returning_kwargs, session_field=session_field)
     if returning is not None:
         return rater_consent(rater=returning, consent=consent)
     kwargs = {}
@@ -93,8 +130,12 @@ def rater_join(*, study: Study, identity: PlatformIdentity | None = None, consen
     try:
         return rater_create(study=study, consent=consent, **kwargs)
     except IntegrityError:
-        # The same crowd id started twice at once (two tabs): the one that got in first is the rater.
-        return Rater.objects.get(study=study, platform=kwargs["platform"], external_id=kwargs["external_id"])
+        # The same crowd id started twice at once (two tabs): the one that got in first is the rater, for a visitor
+        # who may resume it.
+        returning = rater_returning(**returning_kwargs, session_field=session_field)
+        if returning is None:
+            raise
+        return rater_consent(rater=returning, consent=consent)
 
 
 def rater_consent(*, rater: Rater, consent: bool) -> Rater:
@@ -107,22 +148,25 @@ def rater_consent(*, rater: Rater, consent: bool) -> Rater:
     return rater
 
 
-@transaction.atomic
 def rater_finish(*, rater: Rater) -> Rater:
-    """Record when a rater reached the finish page; the first time counts."""
-    if rater.finished_at is None:
-        rater.finished_at = timezone.now()
-        rater.full_clean(exclude=["study"], validate_constraints=False)
-        rater.save(update_fields=["finished_at"])
+    """Record when a rater ended their work (finished, or stopped early); the first time counts."""
+    now = timezone.now()
+    if Rater.objects.filter(pk=rater.pk, finished_at__isnull=True).update(finished_at=now):
+        rater.finished_at = now
+    else:
+        rater.refresh_from_db(fields=["finished_at"])
     return rater
 
 
 def rater_complete(*, rater: Rater) -> Rater:
-    """Record that a rater had nothing left to rate (they get the completion code) and refresh their flags."""
+    """Record that a rater had nothing left to rate (their work is over: see selectors.rater_completion for what
+    they get) and refresh their flags. Only a POST calls this: a GET that finds nothing left only reads."""
+    now = timezone.now()
     with transaction.atomic():
-        if rater.completed_at is None:
-            rater.completed_at = timezone.now()
-            rater.save(update_fields=["completed_at"])
+        if Rater.objects.filter(pk=rater.pk, completed_at__isnull=True).update(completed_at=now):
+            rater.completed_at = now
+        else:
+            rater.refresh_from_db(fields=["completed_at"])
         rater_finish(rater=rater)
     rater_flags_refresh(study=rater.study, rater_ids=[rater.pk])
     return rater

@@ -78,6 +78,7 @@ def study_create(
     min_response_time_ms: int = 1000,
     assignment_timeout_s: int = 30 * 60,
     completion_code: str | None = None,
+    min_answers_for_code: int = 1,
     completion_url: str = "",
     created_by=None,
 ) -> Study:
@@ -135,6 +136,7 @@ def study_create(
     for field_name, message in (
         ("practice_items", _not_negative("practice_items", practice_items)),
         ("min_response_time_ms", _not_negative("min_response_time_ms", min_response_time_ms)),
+        ("min_answers_for_code", _not_negative("min_answers_for_code", min_answers_for_code)),
         ("assignment_timeout_s", _positive("assignment_timeout_s", assignment_timeout_s)),
         ("gold_rate", _fraction("gold_rate", gold_rate)),
         ("min_gold_accuracy", _fraction("min_gold_accuracy", min_gold_accuracy)),
@@ -167,6 +169,7 @@ def study_create(
         min_gold_accuracy=min_gold_accuracy,
         min_response_time_ms=min_response_time_ms,
         assignment_timeout_s=assignment_timeout_s,
+        min_answers_for_code=min_answers_for_code,
         completion_url=completion_url,
         created_by=created_by,
     )
