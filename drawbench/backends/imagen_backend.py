@@ -9,6 +9,12 @@ one value per stage (base first), and what is not given comes from each checkpoi
     {"checkpoint": "/models/imagen", "stages": 2, "steps": [50, 25],     # a folder of stage files, ordered by
      "cond_scale": [5.0, 8.0], "lowres_noise_level": 0.2,                # image size; guidance per stage
      "sampler": "ddim", "thresholding": "dynamic", "device": "cuda", "dtype": "bfloat16"}
+    {"checkpoint": ["/models/if/IF-I-XL.safetensors",                    # DeepFloyd IF-I-XL + IF-II-L converted
+                    "/models/if/IF-II-L.safetensors"],                   # by python -m imagen_core.convert, with
+     "text_encoder": "/models/t5-v1_1-xxl", "device": "cuda"}            # the user's own local T5-XXL folder
+
+A converted IF stage carries IF's own sampling (DDPM with learned variance, 100 and 50 steps, guidance 7 and 4,
+dynamic thresholding at 0.95 capped at 1.5, augmentation level 0.25); the settings above override it per stage.
 
 torch and imagen_core's networks are imported inside methods: the web process validates a config (with
 imagen_core.config, which is pure Python) and picks a queue, and never loads a model. Each image has its own
@@ -53,9 +59,12 @@ STAGE_SETTINGS: dict[str, type | tuple[type, ...]] = {
     "dynamic_threshold_percentile": (int, float),
     "lowres_noise_level": (int, float),  # noise conditioning augmentation level of SR stages (0-0.3 in the paper)
     "ddim_eta": (int, float),
+    "dynamic_threshold_max": (int, float),  # cap on the dynamic threshold s (IF: 1.5)
+    "ancestral_gamma": (int, float),  # ancestral sampler's fixed variance interpolation (networks without learned one)
 }
 CONFIG_TYPES: dict[str, type | tuple[type, ...]] = {
     "checkpoint": (str, list),  # a stage file, a folder of them, a list (base first); "imagen_core:NAME": shipped
+    "text_encoder": str,  # a hub id or local T5 folder instead of the one the base checkpoint names
     "tiny": bool,  # the offline tiny twin instead of checkpoints
     "init_seed": int,  # tiny only: seed of the weights
     "stages": int,  # run the first N stages (default: all)
@@ -186,6 +195,7 @@ class ImagenBackend(SampleBackend):
                 "tiny": self.config.get("tiny", False),
                 "init_seed": self.config.get("init_seed", 0),
                 "paths": [str(p) for p in self._paths],
+                "text_encoder": self.config.get("text_encoder"),
                 "mtimes": [p.stat().st_mtime_ns for p in self._paths],
                 "stages": self.config.get("stages"),
                 "device": device,
@@ -209,7 +219,9 @@ class ImagenBackend(SampleBackend):
         else:
             paths = self._paths[: self.config.get("stages", len(self._paths))]
             try:
-                imagen = Imagen.from_checkpoints([str(p) for p in paths], device="cpu")
+                imagen = Imagen.from_checkpoints(
+                    [str(p) for p in paths], device="cpu", text_encoder=self.config.get("text_encoder")
+                )
             except (OSError, ValueError) as exc:
                 raise BackendError(f"cannot load the imagen_core cascade {[str(p) for p in paths]}: {exc}") from exc
         stages = self.config.get("stages", len(imagen.stages))

@@ -203,6 +203,80 @@ def test_bfloat16_autocast_draws_images_and_says_so():
 # --- configuration --------------------------------------------------------------------------------------------
 
 
+# --- DeepFloyd IF, converted --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def converted_if(tmp_path_factory):
+    """The tiny IF twin's two stages converted by imagen_core.convert, and its T5 saved as a local folder: what a
+    user has after downloading IF-I-XL, IF-II-L and t5-v1_1-xxl and converting the stages."""
+    from drawbench.backends.diffusers_tiny import tiny_if_pipelines
+    from imagen_core.convert import convert_from_diffusers
+
+    folder = tmp_path_factory.mktemp("deepfloyd-if")
+    base, superresolution = tiny_if_pipelines(init_seed=2)
+    for name, pipe in (("IF-I", base), ("IF-II", superresolution)):
+        pipe.unet.save_pretrained(folder / name / "unet")
+        pipe.scheduler.save_pretrained(folder / name / "scheduler")
+    base.text_encoder.save_pretrained(folder / "t5")
+    base.tokenizer.save_pretrained(folder / "t5")
+    stages = folder / "stages"
+    for name in ("IF-I", "IF-II"):
+        convert_from_diffusers(folder / name, stages / f"{name}.safetensors", text_encoder_name="t5-v1_1-xxl")
+    return {"stages": stages, "t5": folder / "t5", "pipeline": base}
+
+
+def test_imagen_core_runs_converted_if_stages_with_a_local_t5(converted_if):
+    config = {"checkpoint": str(converted_if["stages"]), "text_encoder": str(converted_if["t5"]), "device": "cpu"}
+    backend = ImagenBackend({**config, "steps": [4, 3]})
+
+    first = pixels(backend.generate(requests_for("a red cube.", [3, 4])))
+    again = pixels(ImagenBackend({**config, "steps": [4, 3]}).generate(requests_for("a red cube.", [3])))
+
+    assert [p.name for p in backend.checkpoint_paths()] == ["IF-I.safetensors", "IF-II.safetensors"]
+    assert first[0].shape == (64, 64, 3)
+    # Batched and single matrix products round differently, and IF's first step divides by alpha ≈ 5e-5: the same
+    # seed gives the same image to within one level, not bit for bit.
+    assert np.abs(first[0].astype(int) - again[0].astype(int)).max() <= 1
+    assert np.abs(first[0].astype(int) - first[1].astype(int)).mean() > 10
+    recorded = backend.describe()
+    assert recorded["text_encoder"] == str(converted_if["t5"])
+    assert [s["sampler"] for s in recorded["stages"]] == ["ancestral", "ancestral"]
+    assert recorded["stages"][1]["lowres_noise_level"] == 0.25
+
+
+def test_converted_if_base_stage_draws_the_pixels_diffusers_if_pipeline_draws(converted_if):
+    """Same prompt, seed and steps: imagen_core's backend and diffusers' IFPipeline (its own T5 encoding of the
+    prompt and of the empty negative prompt) give the same image, to within one level of rounding."""
+    import torch
+
+    from imagen_core.training import tensor_to_uint8
+
+    backend = ImagenBackend(
+        {
+            "checkpoint": [str(converted_if["stages"] / "IF-I.safetensors")],
+            "text_encoder": str(converted_if["t5"]),
+            "device": "cpu",
+            "steps": 6,
+        }
+    )
+    (ours,) = pixels(backend.generate(requests_for("a red cube on a green lawn.", [21])))
+    with torch.no_grad():
+        theirs = converted_if["pipeline"](
+            "a red cube on a green lawn.",
+            num_inference_steps=6,
+            guidance_scale=7.0,
+            generator=[torch.Generator().manual_seed(21)],
+            output_type="pt",
+            clean_caption=False,
+        ).images
+    (theirs,) = tensor_to_uint8(theirs)
+
+    assert ours.shape == theirs.shape == (16, 16, 3)
+    assert ours.std() > 5
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+
+
 @pytest.mark.parametrize(
     "config, message",
     [
