@@ -131,7 +131,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# The Docker image collects static files at build time, outside VAR_DIR (which may be a mounted volume).
+STATIC_ROOT = Path(env("DRAWBENCH_STATIC_ROOT", default=str(VAR_DIR / "static")))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env("DRAWBENCH_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 # Images live in Django storage: local files by default; S3-compatible storage (AWS, MinIO, R2...) through
@@ -159,6 +160,8 @@ if DRAWBENCH_STORAGE_BACKEND in ("s3", "storages.backends.s3.S3Storage"):
             "region_name": env("DRAWBENCH_S3_REGION", default=None),
             "location": env("DRAWBENCH_S3_PREFIX", default=""),
             "custom_domain": env("DRAWBENCH_S3_CUSTOM_DOMAIN", default=None),
+            # "path" for MinIO and other servers reached by a host name without buckets as subdomains.
+            "addressing_style": env("DRAWBENCH_S3_ADDRESSING_STYLE", default=None),
             # Private buckets by default: image URLs are pre-signed and expire.
             "querystring_auth": env.bool("DRAWBENCH_S3_SIGNED_URLS", default=True),
             "querystring_expire": env.int("DRAWBENCH_S3_URL_EXPIRE_S", default=3600),
@@ -226,6 +229,9 @@ DRAWBENCH_RATER_PREFETCH = env.bool("DRAWBENCH_RATER_PREFETCH", default=True)
 # A rater's first batch has a size drawn between 1 and DRAWBENCH_RATER_BATCH, so that raters who arrive together (a
 # crowd launch) and work at one pace do not all run out of items, and claim their next batches, at the same moment.
 DRAWBENCH_RATER_STAGGER = env.bool("DRAWBENCH_RATER_STAGGER", default=True)
+# A rater's first item holds no slot until it is answered (studies.services.serving._first_item): visitors who open
+# the study and leave hold nothing that honest raters need.
+DRAWBENCH_RATER_FIRST_ITEM_PROVISIONAL = env.bool("DRAWBENCH_RATER_FIRST_ITEM_PROVISIONAL", default=True)
 # Benchmark prompt files are read by path, never copied into the project.
 DRAWBENCH_CSV = env("DRAWBENCH_CSV", default=str(SHARED_DIR / "drawbench" / "drawbench.csv"))
 DRAWBENCH_CATEGORIES_CSV = env("DRAWBENCH_CATEGORIES_CSV", default=str(SHARED_DIR / "drawbench" / "categories.csv"))
