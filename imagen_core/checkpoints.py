@@ -161,6 +161,7 @@ def load_checkpoint(
                 max_length=stage.max_text_len,
                 cache_dir=text_encoder_cache_dir,
                 padding=stage.text_padding,
+                lowercase=stage.text_lowercase,
             )
         text_encoder.to(device)
     return LoadedStage(unet=unet, stage=stage, text_encoder=text_encoder, metadata=metadata)

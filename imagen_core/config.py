@@ -447,6 +447,8 @@ class StageConfig:
     # The unconditional input of classifier-free guidance: zeroed embeddings (the paper, imagen_core's training)
     # or the encoding of the empty prompt (IF, which drops texts to "" in training).
     null_text: NullText = "zeros"
+    # Lower-case and strip prompts before tokenizing (IF's pipelines do, when they do not clean captions).
+    text_lowercase: bool = False
 
     def __post_init__(self) -> None:
         where = f"StageConfig(image_size={self.image_size})"

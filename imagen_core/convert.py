@@ -333,6 +333,7 @@ def stage_config_from_diffusers(
         max_text_len=IF_MAX_TEXT_LEN,
         text_padding="max_length",
         null_text="empty_prompt",
+        text_lowercase=True,
     )
 
 

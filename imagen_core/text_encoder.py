@@ -55,10 +55,12 @@ class TextEncoder:
         cache_dir: str | Path | None = None,
         tokenizer_name: str | None = None,
         padding: str = "longest",
+        lowercase: bool = False,
     ) -> None:
         if padding not in ("longest", "max_length"):
             raise ValueError(f"TextEncoder: unknown padding {padding!r}; choose 'longest' or 'max_length'")
         self.padding = padding
+        self.lowercase = lowercase
         self.encoder = encoder.float().eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.name = name
@@ -75,6 +77,7 @@ class TextEncoder:
         cache_dir: str | Path | None = None,
         device: str | torch.device = "cpu",
         padding: str = "longest",
+        lowercase: bool = False,
     ) -> TextEncoder:
         """Load any Hugging Face T5 encoder (``T5EncoderModel``) and its tokenizer by hub id or local folder
         (a folder with ``config.json``, the weights and the tokenizer files, as ``save_pretrained`` writes them)."""
@@ -90,6 +93,7 @@ class TextEncoder:
             cache_dir=cache_dir,
             tokenizer_name=str(name_or_path),
             padding=padding,
+            lowercase=lowercase,
         )
 
     @classmethod
@@ -154,7 +158,7 @@ class TextEncoder:
 
     def encode(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Embed ``texts``: ``text_embeds`` [B,L,D] fp32 (zeros at padding) and ``text_mask`` [B,L] bool."""
-        texts = list(texts)
+        texts = [t.lower().strip() for t in texts] if self.lowercase else list(texts)
         if not texts:
             raise ValueError("encode() needs at least one text")
         if self.cache_dir is None:

@@ -247,7 +247,8 @@ def test_imagen_core_runs_converted_if_stages_with_a_local_t5(converted_if):
 
 def test_converted_if_base_stage_draws_the_pixels_diffusers_if_pipeline_draws(converted_if):
     """Same prompt, seed and steps: imagen_core's backend and diffusers' IFPipeline (its own T5 encoding of the
-    prompt and of the empty negative prompt) give the same image, to within one level of rounding."""
+    prompt, lower-cased as IF does, and of the empty negative prompt) give the same image, to within one level of
+    rounding."""
     import torch
 
     from imagen_core.training import tensor_to_uint8
@@ -260,10 +261,10 @@ def test_converted_if_base_stage_draws_the_pixels_diffusers_if_pipeline_draws(co
             "steps": 6,
         }
     )
-    (ours,) = pixels(backend.generate(requests_for("a red cube on a green lawn.", [21])))
+    (ours,) = pixels(backend.generate(requests_for(" A red cube on a GREEN lawn.", [21])))
     with torch.no_grad():
         theirs = converted_if["pipeline"](
-            "a red cube on a green lawn.",
+            " A red cube on a GREEN lawn.",
             num_inference_steps=6,
             guidance_scale=7.0,
             generator=[torch.Generator().manual_seed(21)],

@@ -170,7 +170,7 @@ def test_converted_checkpoint_carries_if_stage_settings(stage_one, stage_two):
     assert first.sampler.sampler == "ancestral"
     assert (first.sampler.dynamic_threshold_percentile, first.sampler.dynamic_threshold_max) == (0.95, 1.5)
     assert first.text_encoder_name == "/models/t5" and first.text_padding == "max_length"
-    assert first.null_text == "empty_prompt" and first.max_text_len == 77
+    assert first.null_text == "empty_prompt" and first.max_text_len == 77 and first.text_lowercase
     assert first.lowres_image_size is None
     assert (second.image_size, second.lowres_image_size, second.unet.lowres_cond) == (32, 8, True)
     assert second.unet.mid_residual_scale == pytest.approx(1 / 1.414)
