@@ -171,14 +171,18 @@ def base64_sampling(args: argparse.Namespace, device: torch.device) -> dict:
     result["eager_images_per_s"] = b / min(times)
     result["eager_peak_mb"] = _peak_mb(device)
     if args.compile:
-        compiled = torch.compile(unet)
-        start = time.perf_counter()
-        run(compiled)()
-        _sync(device)
-        result["compile_s"] = time.perf_counter() - start
-        times = _timed(run(compiled), warmup=0, repeats=args.repeats, device=device)
-        result["compiled_images_per_s"] = b / min(times)
-        result["compile_speedup"] = result["compiled_images_per_s"] / result["eager_images_per_s"]
+        try:
+            compiled = torch.compile(unet)
+            start = time.perf_counter()
+            run(compiled)()
+            _sync(device)
+            result["compile_s"] = time.perf_counter() - start
+            times = _timed(run(compiled), warmup=0, repeats=args.repeats, device=device)
+            result["compiled_images_per_s"] = b / min(times)
+            result["compile_speedup"] = result["compiled_images_per_s"] / result["eager_images_per_s"]
+        except Exception as exc:
+            result["compiled_images_per_s"] = None
+            result["compile_error"] = f"{type(exc).__name__}: {exc}"[:2000]
     else:
         result["compiled_images_per_s"] = None
         result["compile_note"] = "torch.compile skipped (--quick or --no-compile)"
@@ -296,12 +300,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="CPU, tiny shapes: the CI smoke run")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="run the torch.compile variant in --quick mode too")
     parser.add_argument("--only", choices=["efficient_vs_standard", "base64_sampling", "if_vs_diffusers"])
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.quick else "cpu"))
     if args.quick:
         sizes = dict(sr_size=64, sr_dim=8, text_dim=32, train_batch=1, train_steps=2, sample_batch=2, ddim_steps=4)
-        sizes.update(if_width=32, if_steps=4, repeats=1, bf16=False, compile=False)
+        sizes.update(if_width=32, if_steps=4, repeats=1, bf16=False, compile=args.compile)
         torch.set_num_threads(1)
     else:
         sizes = dict(sr_size=256, sr_dim=128, text_dim=4096, train_batch=8, train_steps=10, sample_batch=8)
@@ -325,7 +330,16 @@ def main(argv: list[str] | None = None) -> dict:
     for name, fn in sections.items():
         if args.only and name != args.only:
             continue
-        report[name] = fn(args, device)
+        section_start = time.perf_counter()
+        try:
+            report[name] = fn(args, device)
+        except Exception as exc:  # one section's failure must not lose the others' figures
+            report[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        report[name]["seconds"] = time.perf_counter() - section_start
+        # Each section as it ends, on stderr: a run stopped later keeps what it measured.
+        print(json.dumps({name: report[name]}), file=sys.stderr, flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     report["seconds"] = time.perf_counter() - started
     print(json.dumps(report, indent=2))
     return report
