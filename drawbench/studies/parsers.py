@@ -32,6 +32,8 @@ ERROR_ENCODING = ERROR_PREFIX + "the body is not valid {encoding}."
 # A JSON string, escapes included: removed before brackets are counted, so that brackets inside strings don't count.
 _STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+# One pass strips one level: a pair that a removal brings together is left for the next round.
+_INNERMOST_RE = re.compile(rb"\[\]|\{\}")
 
 
 class Rejected(ValueError):
@@ -48,7 +50,7 @@ def nesting_depth(raw: bytes) -> int | None:
     while brackets:
         if depth > MAX_DEPTH:
             return depth
-        stripped = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        stripped = _INNERMOST_RE.sub(b"", brackets)
         if len(stripped) == len(brackets):
             return None
         brackets = stripped

@@ -248,3 +248,22 @@ def test_a_dropped_connection_during_submit_is_retried_and_recorded_once(live_se
     assert "Comparison 2 of 2" in page.inner_text(".progress-text")
     assert Judgment.objects.filter(assignment=first).count() == 2
     assert Judgment.objects.count() == 2
+
+
+def test_stop_here_posts_and_the_finish_page_gives_no_code(live_server, browser_page, make_study):
+    from drawbench.studies.models import Rater
+
+    study = make_study(n_prompts=2, completion_code="DRAWBENCH7")
+    page = browser_page
+
+    page.goto(live_server.url + reverse("rater:study-entry", args=[study.rater_token]))
+    _wait_for_focus(page, "button.primary")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#rating-form")
+    with page.expect_navigation():
+        page.click("#stop-form button")
+
+    assert page.url.endswith(reverse("rater:done", args=[study.rater_token]))
+    assert "no completion code" in page.inner_text("main") and "DRAWBENCH7" not in page.content()
+    rater = Rater.objects.get()
+    assert rater.finished_at is not None and rater.completed_at is None
