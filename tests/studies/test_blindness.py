@@ -73,7 +73,7 @@ def test_no_rater_visible_page_or_url_names_a_model(make_study, distinctive_mode
     answered = 0
     while True:
         page = visit(client.get(rate_url))
-        if page.status_code == 302:
+        if 'name="key"' not in page.content.decode():  # the finish page
             break
         key = re.search(r'name="key" value="([^"]+)"', page.content.decode()).group(1)
         visit(client.post(rate_url, {"key": key, "answer_fidelity": "left", "response_time_ms": "10"}))
@@ -84,6 +84,7 @@ def test_no_rater_visible_page_or_url_names_a_model(make_study, distinctive_mode
             )
         )
         answered += 1
+    visit(client.post(reverse("rater:done", args=[token]), {"end": "finish"}))
     visit(client.get(reverse("rater:done", args=[token])))
     study_close(study=study)
     visit(client.get(reverse("rater:study-entry", args=[token])))
