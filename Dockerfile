@@ -33,8 +33,10 @@ COPY . .
 RUN docker/install.sh web && chown -R drawbench /var/lib/drawbench
 USER drawbench
 EXPOSE 8000
+# Asks with the site's own host name: Django refuses any other (ALLOWED_HOSTS); /healthz/ is exempt from the redirect
+# to https.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz/', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request as r; r.urlopen(r.Request('http://127.0.0.1:8000/healthz/', headers={'Host': os.environ['DJANGO_ALLOWED_HOSTS'].split(',')[0]}), timeout=4)"]
 CMD ["docker/start-web.sh"]
 
 # --- worker ---------------------------------------------------------------------------------------------------
