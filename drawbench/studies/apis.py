@@ -307,7 +307,8 @@ class NextOutputSerializer(serializers.Serializer):
 
 
 class RaterAssignmentNextApi(_RaterApi):
-    """The rater's current item: the same one until it is answered; null with the completion once done."""
+    """The rater's current item: the same one until it is answered; null with the completion once nothing is left
+    (read only: the answer that finds nothing left, or POST completion/, records the rater complete)."""
 
     OutputSerializer = NextOutputSerializer
 
