@@ -1,0 +1,256 @@
+"""Prediction-powered inference (PPI++) for the preference score: human judgments plus an automatic judge's scores,
+with the variance clustered by prompt and rater as the human-only interval is, and categories as strata
+(DESIGN.md §8).
+
+With n_c human judgments y (and the judge's score f of the comparison each judges) and N_c further comparisons that
+only the judge scores, in category c:
+
+    θ̂_c = λ_c·mean_U(f) + mean_L(y − λ_c·f),    λ_c = Cov_L(y, f) / ((1 + n_c/N_c)·Var(f))
+
+(Angelopoulos, Duchi & Zrnic 2023, power tuning; stratified as StratPPI, Fisch et al. 2024), and θ̂ = Σ_c w_c·θ̂_c
+with w_c = n_c/n, the human-only score's own weights, so that λ = 0 gives exactly the human-only s. The variance is
+the two-way cluster-robust variance (``cluster.two_way_cluster_batch``) of the estimator's linearisation, one term
+per row: w_c·λ_c·(f − mean_U f)/N_c for a judge-only comparison, w_c·(y − λ_c·f − mean_L(y − λ_c·f))/n_c for a
+human judgment. A judge-only comparison shares its prompt cluster with the human judgments of that prompt (their
+covariance counts) and is its own rater cluster.
+
+The limit (DESIGN.md §8): a judge sees no rater noise, so with s the share of the human-only variance that lies
+between comparisons and ρ the judge's agreement, the variance falls at most by the factor 1 − s·ρ²·N/(N + n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from drawbench.results.intervals.cluster import DfRule, two_way_cluster_batch
+from drawbench.results.intervals.core import DEFAULT_LEVEL, Layout, _as_columns
+
+PPI_METHOD = "ppi_plus_plus_two_way_cluster_t"
+MIN_JUDGE_T2 = 4.0
+
+
+@dataclass(frozen=True)
+class PPIBatch:
+    """PPI++ and human-only results for every scope (overall, then each category) × column: arrays (1 + C, K)."""
+
+    estimate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    se: np.ndarray
+    df: np.ndarray
+    lam: np.ndarray  # (C, K) power-tuned λ per category
+    human_estimate: np.ndarray
+    human_se: np.ndarray
+    n_labeled: np.ndarray  # (1 + C,) human judgments per scope
+    n_unlabeled: np.ndarray  # (1 + C,) judge-only comparisons per scope
+    level: float
+    method: str = PPI_METHOD
+
+
+def ppi_layout(
+    prompt_category: np.ndarray,
+    labeled_prompt: np.ndarray,
+    labeled_rater: np.ndarray,
+    unlabeled_prompt: np.ndarray,
+    category_names: tuple[str, ...] = (),
+) -> Layout:
+    """The layout of human judgments (prompt and rater indices) followed by judge-only comparisons (prompt indices),
+    prompts numbered category by category (``prompt_category``); prompts without any row are left out. A judge-only
+    row is its own rater (a judge carries no rater effect)."""
+    labeled_prompt = np.asarray(labeled_prompt, dtype=np.intp)
+    unlabeled_prompt = np.asarray(unlabeled_prompt, dtype=np.intp)
+    labeled_rater = np.asarray(labeled_rater, dtype=np.intp)
+    prompt = np.concatenate([labeled_prompt, unlabeled_prompt])
+    prompt_category = np.asarray(prompt_category, dtype=np.intp)
+    present = np.bincount(prompt, minlength=prompt_category.size) > 0
+    n_raters = int(labeled_rater.max()) + 1
+    return Layout(
+        prompt=(np.cumsum(present) - 1)[prompt],
+        rater=np.concatenate([labeled_rater, n_raters + np.arange(unlabeled_prompt.size)]),
+        prompt_category=prompt_category[present],
+        n_raters=n_raters + unlabeled_prompt.size,
+        category_names=category_names,
+    )
+
+
+def _group_mean(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(groups, K) means of rows by group, and the counts."""
+    counts = np.bincount(groups, minlength=n_groups).astype(float)
+    sums = np.zeros((n_groups, values.shape[1]))
+    np.add.at(sums, groups, values)
+    return sums / np.maximum(counts, 1)[:, None], counts
+
+
+def _correction(groups: np.ndarray) -> np.ndarray:
+    groups = np.asarray(groups, dtype=float)
+    return np.divide(groups, groups - 1, out=np.zeros_like(groups), where=groups > 1)
+
+
+def _raw_variance(Y: np.ndarray, layout: Layout, df_rule: DfRule) -> tuple[np.ndarray, np.ndarray]:
+    """(variance, df) of the default two-way estimator per scope and column, 0 where undefined."""
+    fit = two_way_cluster_batch(Y, layout, df_rule=df_rule, bounds="wald")
+    return np.where(np.isfinite(fit.se), fit.se, 0.0) ** 2, fit.df
+
+
+def _prompt_cross(
+    first: np.ndarray, second: np.ndarray, prompt: np.ndarray, prompt_category: np.ndarray, C: int
+) -> np.ndarray:
+    """(C, K) Σ_p T1_p·T2_p per category with G/(G − 1), T the per-prompt totals of two (rows, K) arrays whose
+    rows carry prompt indices ``prompt`` (a pair of arrays may come from different rows: pass them pre-summed)."""
+    P = prompt_category.size
+    totals_1 = np.zeros((P, first.shape[1]))
+    totals_2 = np.zeros((P, second.shape[1]))
+    np.add.at(totals_1, prompt[0], first)
+    np.add.at(totals_2, prompt[1], second)
+    present = np.zeros(P, dtype=bool)
+    present[prompt[0]] = True
+    present[prompt[1]] = True
+    per_category = _correction(np.bincount(prompt_category[present], minlength=C))
+    out = np.zeros((C, first.shape[1]))
+    np.add.at(out, prompt_category, totals_1 * totals_2)
+    return per_category[:, None] * out
+
+
+def ppi_batch(
+    Y: np.ndarray,
+    F: np.ndarray,
+    layout: Layout,
+    n_labeled: int,
+    *,
+    level: float = DEFAULT_LEVEL,
+    lam: float | np.ndarray | None = None,
+    df_rule: DfRule = "floored",
+) -> PPIBatch:
+    """PPI++ over a ``ppi_layout``: rows 0..n_labeled−1 are human judgments (Y their scores, F the judge's score of
+    each one's comparison), the rest judge-only comparisons (F only). Y is (n_labeled, K) or (n_labeled,), F
+    (rows, K) or (rows,): K studies at once on one layout.
+
+    θ̂ = Σ_c w_c·[mean_L(y − λ·f) + λ·mean_U(f)], and
+
+        Var(θ̂) = Var_human − 2λ·V_ab + λ²·V_bb,
+        V_ab = B(y, f_L) − C(y, f_U),   V_bb = V(f_L) + V(f_U) − 2·C(f_L, f_U),
+
+    with V and B the default two-way variance of a human-side mean and its bilinear form (by polarisation, so that
+    λ = 0 gives exactly the human-only variance), V(f_U) the prompt-clustered variance of the judge-only mean, and
+    C the prompt-level covariances between human-side and judge-only means (they share prompts, never raters).
+    ``lam`` None tunes one λ for the study, V_ab/V_bb (PPI++'s power tuning with clustered variances in place of
+    independent ones), kept only where significant and shrunk (``MIN_JUDGE_T2``); λ̂'s own sampling variance is added.
+    Intervals: estimate ± t·SE with the human-only df, clipped to [0, 1]."""
+    Y = _as_columns(Y)
+    F = _as_columns(F)
+    K = max(Y.shape[1], F.shape[1])
+    Y = np.broadcast_to(Y, (n_labeled, K))
+    F = np.broadcast_to(F, (layout.n, K))
+    C = layout.n_categories
+    category = layout.judgment_category
+    cat_l, cat_u = category[:n_labeled], category[n_labeled:]
+    f_l, f_u = F[:n_labeled], F[n_labeled:]
+    mean_y, n_c = _group_mean(Y, cat_l, C)
+    if (n_c == 0).any():
+        raise ValueError("PPI needs human judgments in every category (a stratum without any has no estimate).")
+    mean_fl, _ = _group_mean(f_l, cat_l, C)
+    mean_fu, N_c = _group_mean(f_u, cat_u, C)
+    weights = n_c / n_c.sum()
+
+    labeled_layout = _labeled_layout(layout, n_labeled)
+    var_y, df = _raw_variance(Y, labeled_layout, df_rule)
+    var_f, _ = _raw_variance(f_l, labeled_layout, df_rule)
+    var_sum, _ = _raw_variance(Y + f_l, labeled_layout, df_rule)
+    bilinear = (var_sum - var_y - var_f) / 2  # (1 + C, K)
+
+    # Judge-only means and their prompt-level covariances with the human-side means, per category.
+    prompt = layout.prompt
+    judged = N_c[cat_u] > 0
+    u_resid = np.where(judged[:, None], (f_u - mean_fu[cat_u]) / np.maximum(N_c[cat_u], 1)[:, None], 0.0)
+    y_resid = (Y - mean_y[cat_l]) / n_c[cat_l][:, None]
+    f_resid = (f_l - mean_fl[cat_l]) / n_c[cat_l][:, None]
+    pc = layout.prompt_category
+    pair_lu = (prompt[:n_labeled], prompt[n_labeled:])
+    pair_uu = (prompt[n_labeled:], prompt[n_labeled:])
+    var_u = _prompt_cross(u_resid, u_resid, pair_uu, pc, C)
+    cov_yu = _prompt_cross(y_resid, u_resid, pair_lu, pc, C)
+    cov_fu = _prompt_cross(f_resid, u_resid, pair_lu, pc, C)
+    # Overall: prompts are nested in categories, so the judge-only terms add up with weights w_c².
+    w2 = (weights**2)[:, None]
+    v_ab = bilinear - np.vstack([(w2 * cov_yu).sum(axis=0, keepdims=True), cov_yu])
+    v_bb = var_f + np.vstack([(w2 * (var_u - 2 * cov_fu)).sum(axis=0, keepdims=True), var_u - 2 * cov_fu])
+    v_bb = np.maximum(v_bb, 0.0)
+
+    # PPI++'s power-tuned λ (Angelopoulos, Duchi & Zrnic 2023), from judgment-level moments within categories:
+    # λ̂ = Cov(y, f) / ((1 + n/N)·Var(f)). A λ tuned on the clustered V_ab/V_bb would be optimal in theory, but it
+    # rests on the few rater clusters and its noise costs more than it saves; any λ keeps the variance above valid.
+    n_all, N_all = n_c.sum(), N_c.sum()
+    cross = ((Y - mean_y[cat_l]) * (f_l - mean_fl[cat_l])).sum(axis=0) / max(n_all - C, 1)
+    spread_l = ((f_l - mean_fl[cat_l]) ** 2).sum(axis=0)
+    spread_u = ((f_u - mean_fu[cat_u]) ** 2).sum(axis=0)
+    var_judge = (spread_l + spread_u) / max(n_all + N_all - 2 * C, 1)
+    spread_y = ((Y - mean_y[cat_l]) ** 2).sum(axis=0) / max(n_all - C, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tuned = np.where(var_judge > 0, cross / ((1 + n_all / max(N_all, 1)) * var_judge), 0.0)
+        r2 = np.where((var_judge > 0) & (spread_y > 0), cross**2 / (var_judge * spread_y), 0.0)
+        # The judge's t² on the human clusters' df: the evidence that it agrees with the humans at all.
+        t2 = r2 / np.maximum(1 - r2, 1e-12) * df[0]
+        # And on the human judgments' effective n (n over the design effect): λ̂'s relative sampling variance.
+        n_eff = np.where(var_y[0] > 0, spread_y / np.maximum(var_y[0], 1e-300), n_all)
+        t2_fit = r2 / np.maximum(1 - r2, 1e-12) * np.minimum(n_eff, n_all)
+    tuned = np.where(np.isfinite(tuned), tuned, 0.0)
+    t2 = np.where(np.isfinite(t2), t2, 0.0)
+    if lam is None:
+        # λ is fitted on the data it corrects: with a useless judge its fitting noise alone would cut the reported
+        # variance. So the judge gets a weight only when its agreement is clearly there (t² > MIN_JUDGE_T2, about
+        # the 5% level), shrunk by (1 − 1/t²) (a James–Stein rule); a real judge's λ is left nearly untouched.
+        # λ̂'s own sampling variance, about λ²/t² on the effective n, times V_bb is added: the price of fitting it.
+        with np.errstate(divide="ignore"):
+            shrink = np.where(t2 > MIN_JUDGE_T2, 1 - 1 / t2, 0.0)
+        lam_all = tuned * shrink
+        fitting = np.where(t2_fit > 0, 1 / np.maximum(t2_fit, 1e-300), 0.0)
+    else:
+        lam_all = np.broadcast_to(np.asarray(lam, dtype=float), (K,)).copy()
+        fitting = np.zeros(K)
+    lam_all = np.where(N_c.sum() > 0, lam_all, 0.0)
+    lam_c = np.where(N_c[:, None] > 0, lam_all[None, :], 0.0)
+    lam_scope = np.vstack([lam_all[None, :], lam_c])
+
+    variance = var_y - 2 * lam_scope * v_ab + lam_scope**2 * v_bb * (1 + fitting[None, :])
+    variance = np.maximum(variance, 0.0)
+    estimate_c = mean_y - lam_c * (mean_fl - mean_fu)
+    estimate = np.vstack([(weights[:, None] * estimate_c).sum(axis=0, keepdims=True), estimate_c])
+    se = np.sqrt(variance)
+    quantile = stats.t.ppf(0.5 + level / 2, df)
+    human_estimate = np.vstack([(weights[:, None] * mean_y).sum(axis=0, keepdims=True), mean_y])
+    return PPIBatch(
+        estimate=estimate,
+        low=np.clip(estimate - quantile * se, 0.0, 1.0),
+        high=np.clip(estimate + quantile * se, 0.0, 1.0),
+        se=se,
+        df=df,
+        lam=lam_c,
+        human_estimate=human_estimate,
+        human_se=np.sqrt(var_y),
+        n_labeled=np.concatenate([[n_c.sum()], n_c]),
+        n_unlabeled=np.concatenate([[N_c.sum()], N_c]),
+        level=level,
+    )
+
+
+def _labeled_layout(layout: Layout, n_labeled: int) -> Layout:
+    """The human judgments' own layout (the first rows of a ``ppi_layout``), prompts renumbered to those present."""
+    prompt = layout.prompt[:n_labeled]
+    rater_present = np.bincount(layout.rater[:n_labeled]) > 0
+    present = np.bincount(prompt, minlength=layout.n_prompts) > 0
+    categories = layout.prompt_category[present]
+    category_present = np.bincount(categories, minlength=layout.n_categories) > 0
+    return Layout(
+        prompt=(np.cumsum(present) - 1)[prompt],
+        rater=(np.cumsum(rater_present) - 1)[layout.rater[:n_labeled]],
+        prompt_category=(np.cumsum(category_present) - 1)[categories],
+        n_raters=int(rater_present.sum()),
+    )
+
+
+def ppi_gain_limit(s: float, rho: float, N: float, n: float) -> float:
+    """The most PPI++ can save on a mean (DESIGN.md §8): 1 / (1 − s·ρ²·N/(N + n))."""
+    return 1.0 / (1.0 - s * rho**2 * N / (N + n))
