@@ -22,3 +22,7 @@ if env("TEST_DB_NAME", default=None):
 # Whole batches from the first one, which the tests that count a rater's items rely on; the stagger has its own tests
 # (tests/studies/test_batch_prefetch.py).
 DRAWBENCH_RATER_STAGGER = False
+# First items that take their slot when served, as every item did before provisional first items: the tests of
+# claiming and reclaiming count slots from the first item on. Provisional first items have their own tests
+# (tests/studies/test_holds.py), which turn it on.
+DRAWBENCH_RATER_FIRST_ITEM_PROVISIONAL = False

@@ -322,41 +322,6 @@ class RaterAssignmentNextApi(_RaterApi):
         return Response(_next_data(rater, assignment, rater_progress(rater=rater), record=False))
 
 
-def _plain_answer(body) -> dict[str, Any] | None:
-    """A body that RaterAnswerSubmitApi.InputSerializer would return unchanged, as it would return it (every rater
-    sends one); None for anything else, which the serializer then validates, converts or refuses with its
-    messages. Building a serializer costs more than the rest of the request's validation together."""
-    if not isinstance(body, dict) or not body.keys() <= ANSWER_FIELDS:
-        return None
-    key, answers, time_ms = body.get("key"), body.get("answers"), body.get("response_time_ms")
-    include_next = body.get("include_next", True)
-    plain = (
-        _plain_text(key, 64)
-        and isinstance(answers, dict)
-        and all(_plain_text(value, 16) for value in answers.values())
-        and type(time_ms) is int
-        and 0 <= time_ms <= answering.MAX_RESPONSE_TIME_MS
-        and type(include_next) is bool
-    )
-    if not plain:
-        return None
-    return {"key": key, "answers": answers, "response_time_ms": time_ms, "include_next": include_next}
-
-
-ANSWER_FIELDS = {"key", "answers", "response_time_ms", "include_next"}
-
-
-def _plain_text(value, max_length: int) -> bool:
-    """Text a DRF CharField(max_length) keeps as it is: printable ASCII, not blank, no surrounding spaces."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= max_length
-        and value.isascii()
-        and value.isprintable()
-        and value == value.strip()
-    )
-
-
 class RaterAnswerSubmitApi(_RaterApi):
     """Answer an item. The same answers again (a retry) are a success that records nothing: 200 instead of 201."""
 
@@ -364,6 +329,9 @@ class RaterAnswerSubmitApi(_RaterApi):
 
     @extend_schema_serializer(component_name="RaterAnswerInput")
     class InputSerializer(serializers.Serializer):
+        """The request's shape, for the schema: answering.answer_input checks it (one check for the form and the
+        API)."""
+
         key = serializers.CharField(max_length=64)
         answers = serializers.DictField(
             child=serializers.CharField(max_length=16), help_text="{question: left | tie | right} for each question."
@@ -383,19 +351,18 @@ class RaterAnswerSubmitApi(_RaterApi):
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer})
     def post(self, request: Request, token: str) -> Response:
-        data = _plain_answer(request.data)
-        if data is None:
-            serializer = self.InputSerializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            data = serializer.validated_data
+        try:
+            data = answering.answer_input(request.data)
+        except ValidationError as exc:
+            raise exceptions.ValidationError(exc.message_dict) from None
         rater = request.auth
         try:
             outcome = answering.assignment_submit(
                 rater=rater,
-                key=data["key"],
-                answers=data["answers"],
-                response_time_ms=data["response_time_ms"],
-                serve_next=data["include_next"],
+                key=data.key,
+                answers=data.answers,
+                response_time_ms=data.response_time_ms,
+                serve_next=data.include_next,
             )
         except errors.AssignmentUnknown as exc:
             raise exceptions.NotFound(exc.messages[0]) from None
@@ -413,7 +380,7 @@ class RaterAnswerSubmitApi(_RaterApi):
             "recorded": True,
             "replayed": not outcome.created,
             "feedback": feedback,
-            "next": _next_data(rater, outcome.next_assignment, outcome.progress) if data["include_next"] else None,
+            "next": _next_data(rater, outcome.next_assignment, outcome.progress) if data.include_next else None,
         }
         # Built in the OutputSerializer's shape from plain values: serializing it again would only cost time.
         code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK

@@ -53,7 +53,6 @@ class DisplayedChoice(models.TextChoices):
 class DisplayFormat(models.TextChoices):
     JPEG = "jpeg", "JPEG"
     PNG = "png", "PNG"
-    WEBP = "webp", "WebP"
 
 
 class Study(models.Model):
@@ -468,7 +467,15 @@ class DisplayImage(models.Model):
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="display_images", db_index=False)
     name = models.CharField(max_length=32, unique=True)
-    sample = models.ForeignKey(Sample, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    sample = models.ForeignKey(Sample, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    made_from = models.ForeignKey(
+        Sample,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Gold sets: the sample the image was made from (a copy, or a degraded copy). Never sent to raters.",
+    )
     file = models.CharField(max_length=255, help_text="Storage name of the re-encoded file.")
 
     class Meta:

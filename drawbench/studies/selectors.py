@@ -3,16 +3,17 @@ how a rater answered (for quality flags) and what they get when they finish."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.core.files.storage import FileSystemStorage, storages
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, When
-from django.utils.encoding import filepath_to_uri
+from django.db.models import Case, Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, When
+from django.urls import reverse
 
 from drawbench.catalog.models import Prompt, Sample
 from drawbench.studies.models import (
     Assignment,
     Comparison,
     ControlAnswer,
+    DisplayImage,
     GoldTrial,
     Judgment,
     Question,
@@ -28,6 +29,13 @@ def study_prompts(*, study: Study):
     if study.categories:
         prompts = prompts.filter(category__in=study.categories)
     return prompts
+
+
+def study_samples(*, study: Study):
+    """Every sample the study may show: its models' samples of its prompts."""
+    return Sample.objects.filter(
+        evaluated_model__in=study.evaluated_models.all(), prompt__in=study_prompts(study=study)
+    ).order_by("pk")
 
 
 def study_missing_samples(*, study: Study) -> list[str]:
@@ -177,8 +185,8 @@ class DisplayedQuestion:
 class AssignmentDisplay:
     """What a rater sees of an assignment: the caption, the questions and two ordered lists of image URLs.
 
-    Nothing here names a model or tells a gold trial from a comparison: images are addressed by their storage URL
-    (a content-hash file name). Only a practice item says what it is.
+    Nothing here names a model or tells a gold trial from a comparison: images are addressed by their display names
+    (opaque, random, the study's own: services.display). Only a practice item says what it is.
     """
 
     key: str
@@ -189,13 +197,10 @@ class AssignmentDisplay:
     practice: bool = False
 
 
-def image_url(name: str) -> str:
-    """The URL of a stored image. File-system storage joins its base URL and the name the way storage.url() does,
-    without a urljoin per image (16 per item, on every answer); other storages (S3) answer for themselves."""
-    storage = storages["default"]
-    if isinstance(storage, FileSystemStorage) and storage.base_url.endswith("/"):
-        return storage.base_url + filepath_to_uri(name).lstrip("/")
-    return storage.url(name)
+def display_url_prefix(study: Study) -> str:
+    """Where the study's display images are fetched: this prefix and an image's display name (views.display_image).
+    Reversed once per item, not per image."""
+    return reverse("rater:display-image", args=[study.rater_token, "x"])[:-1]
 
 
 def question_text(question: str, *, caption: str) -> str:
@@ -213,17 +218,20 @@ def assignment_display(
     A comparison's images are read in 1 query unless `image_names` ({sample id: storage name}) already has them;
     a gold trial's are stored on the assignment.
     """
+    prefix = display_url_prefix(study)
     if assignment.is_control:
         caption = assignment.gold_trial.prompt.text
-        left = [image_url(name) for name in assignment.left_images]
-        right = [image_url(name) for name in assignment.right_images]
+        left = [prefix + name for name in assignment.left_images]
+        right = [prefix + name for name in assignment.right_images]
     else:
         caption = assignment.comparison.prompt.text
         ids = [*assignment.left_sample_ids, *assignment.right_sample_ids]
         if image_names is None:
-            image_names = dict(Sample.objects.filter(pk__in=ids).values_list("id", "image"))
-        left = [image_url(image_names[i]) for i in assignment.left_sample_ids]
-        right = [image_url(image_names[i]) for i in assignment.right_sample_ids]
+            image_names = dict(
+                DisplayImage.objects.filter(study=study, sample_id__in=ids).values_list("sample_id", "name")
+            )
+        left = [prefix + image_names[i] for i in assignment.left_sample_ids]
+        right = [prefix + image_names[i] for i in assignment.right_sample_ids]
     return AssignmentDisplay(
         key=assignment.key,
         caption=caption,
@@ -235,16 +243,24 @@ def assignment_display(
 
 
 def rater_answer_stats(*, study: Study, rater_ids: list[int] | None = None) -> dict[int, RaterAnswerStats]:
-    """Each rater's answers counted for quality control (2 queries): sides, ties, fast items, gold answers."""
-    floor = study.min_response_time_ms
+    """Each rater's answers counted for quality control (3 queries): sides, ties, gold answers, and fast items.
+
+    An item is fast when the server's time from showing it to its answer (Assignment.shown_at to completed_at) is
+    under the study's floor: the response time a client reports is kept for analysis, never trusted here (a bot
+    that answers in 40 ms can claim 4 s).
+    """
     left_chosen = Q(choice="A", left_model=F("comparison__model_a")) | Q(
         choice="B", left_model=F("comparison__model_b")
     )
     judgments = Judgment.objects.filter(comparison__study=study)
     controls = ControlAnswer.objects.filter(gold_trial__study=study, practice=False)
+    answered = Assignment.objects.filter(rater__study=study, completed_at__isnull=False).exclude(
+        kind=Assignment.Kind.PRACTICE
+    )
     if rater_ids is not None:
         judgments = judgments.filter(rater_id__in=rater_ids)
         controls = controls.filter(rater_id__in=rater_ids)
+        answered = answered.filter(rater_id__in=rater_ids)
     counted: dict[int, dict[str, int]] = {}
     for row in (
         judgments.values("rater")
@@ -252,8 +268,6 @@ def rater_answer_stats(*, study: Study, rater_ids: list[int] | None = None) -> d
             judgments=Count("id"),
             left=Count("id", filter=left_chosen),
             tie=Count("id", filter=Q(choice="tie")),
-            items=Count("assignment", distinct=True),
-            fast_items=Count("assignment", distinct=True, filter=Q(response_time_ms__lt=floor)),
         )
         .order_by()
     ):
@@ -262,17 +276,21 @@ def rater_answer_stats(*, study: Study, rater_ids: list[int] | None = None) -> d
     for row in (
         controls.values("rater")
         .annotate(
-            items=Count("assignment", distinct=True),
-            fast_items=Count("assignment", distinct=True, filter=Q(response_time_ms__lt=floor)),
             gold_answers=Count("id", filter=Q(correct__isnull=False)),
             gold_correct=Count("id", filter=Q(correct=True)),
         )
         .order_by()
     ):
-        mine = counted.setdefault(row.pop("rater"), {})
-        mine["items"] = mine.get("items", 0) + row.pop("items")
-        mine["fast_items"] = mine.get("fast_items", 0) + row.pop("fast_items")
-        mine |= row
+        counted.setdefault(row.pop("rater"), {}).update(row)
+    floor = timedelta(milliseconds=study.min_response_time_ms)
+    server_time = ExpressionWrapper(F("completed_at") - F("shown_at"), output_field=DurationField())
+    for row in (
+        answered.annotate(server_time=server_time)
+        .values("rater")
+        .annotate(items=Count("id"), fast_items=Count("id", filter=Q(server_time__lt=floor)))
+        .order_by()
+    ):
+        counted.setdefault(row.pop("rater"), {}).update(row)
     return {rater_id: RaterAnswerStats(**fields) for rater_id, fields in counted.items()}
 
 

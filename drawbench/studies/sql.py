@@ -8,16 +8,19 @@ them inside their transactions and keep every rule; nothing here decides anythin
 
 import functools
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from drawbench.catalog.models import Prompt, Sample
-from drawbench.studies.models import Assignment, Comparison, GoldTrial, Judgment, Rater, Study
+from drawbench.studies.models import Assignment, Comparison, DisplayImage, GoldTrial, Judgment, Rater, Study
 
 ASSIGNMENT = Assignment._meta.db_table
 COMPARISON = Comparison._meta.db_table
+DISPLAY_IMAGE = DisplayImage._meta.db_table
 GOLD_TRIAL = GoldTrial._meta.db_table
 JUDGMENT = Judgment._meta.db_table
 PROMPT = Prompt._meta.db_table
@@ -25,17 +28,38 @@ RATER = Rater._meta.db_table
 SAMPLE = Sample._meta.db_table
 STUDY = Study._meta.db_table
 
+
+def _literal(value: str) -> str:
+    """A model's choice value written into a statement as a constant: read from the model (never spelled here), and
+    constant text, so that each statement is prepared once per connection."""
+    if not value.replace("_", "").isalnum():
+        raise ValueError(f"Not a plain choice value: {value!r}")
+    return f"'{value}'"
+
+
+KIND_COMPARISON = _literal(Assignment.Kind.COMPARISON)
+KIND_GOLD = _literal(Assignment.Kind.GOLD)
+KIND_PRACTICE = _literal(Assignment.Kind.PRACTICE)
+STUDY_OPEN = _literal(Study.Status.OPEN)
+
 # A rater's counts and their study's, as columns and scalar subqueries on the rater's row `r` (indexes: assignment
 # (rater, comparison), goldtrial (study)), in RaterCounts' order: answered (practice aside: kept
 # on the rater's row by the answer path, since counting them grew with every answer), practice served, comparisons
-# held, the study's comparisons (counted when it was created) and gold trials.
+# held, the study's comparisons (counted when it was created) and gold trials, the gold trials and comparisons the rater
+# was served, and when they last answered.
 COUNT_DONE = "r.n_answered"
-COUNT_PRACTICE = f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.kind = 'practice')"
+COUNT_PRACTICE = f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.kind = {KIND_PRACTICE})"
 COUNT_HELD = (
-    f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.kind = 'comparison' AND x.released_at IS NULL)"
+    f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.kind = {KIND_COMPARISON}"
+    " AND x.released_at IS NULL)"
 )
 COUNT_COMPARISONS = f"(SELECT x.n_comparisons FROM {STUDY} x WHERE x.id = r.study_id)"
 COUNT_GOLD_TRIALS = f"(SELECT COUNT(*) FROM {GOLD_TRIAL} x WHERE x.study_id = r.study_id)"
+# What the rater has been served so far (the gold share is kept on it): silent gold trials, and comparisons.
+COUNT_GOLD_SERVED = f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.kind = {KIND_GOLD})"
+COUNT_COMPARISONS_SERVED = (
+    f"(SELECT COUNT(*) FROM {ASSIGNMENT} x WHERE x.rater_id = r.id AND x.kind = {KIND_COMPARISON})"
+)
 # A count the study's settings make moot is read as NULL, which costs nothing.
 SKIPPED = "NULL"
 
@@ -49,6 +73,9 @@ def rater_counts_sql(study: Study | None) -> str:
             COUNT_HELD if study is None or study.max_comparisons_per_rater is not None else SKIPPED,
             COUNT_COMPARISONS,
             COUNT_GOLD_TRIALS if study is None or study.gold_rate > 0 else SKIPPED,
+            COUNT_GOLD_SERVED if study is None or study.gold_rate > 0 else SKIPPED,
+            COUNT_COMPARISONS_SERVED if study is None or study.gold_rate > 0 else SKIPPED,
+            "r.last_answered_at",
         ]
     )
 
@@ -106,8 +133,13 @@ def _plain(value):
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _db_json(model, field: str, value):
-    return model._meta.get_field(field).get_db_prep_value(value, connection)
+def _counts(values) -> tuple:
+    """A rater's counts as read (see rater_counts_sql), the last answer's time converted as the ORM does."""
+    *counts, last_answered_at = values
+    [(column, converters)] = _converters(Rater, connection.vendor, ("last_answered_at",))
+    for converter in converters:
+        last_answered_at = converter(last_answered_at, column, connection)
+    return (*counts, last_answered_at)
 
 
 def _study_from_row(values) -> Study:
@@ -147,7 +179,7 @@ def assignment_lock(*, rater_id: int, key: str, study: Study | None = None) -> L
         assignment=_assignment_from_row(row[:n]),
         model_a_id=row[n],
         study=_study_from_row(row[n + 1 : n + 1 + m]),
-        counts=tuple(row[n + 1 + m :]),
+        counts=_counts(row[n + 1 + m :]),
     )
 
 
@@ -155,7 +187,7 @@ def rater_counts(*, rater_id: int) -> tuple:
     """All of a rater's counts (for when the study's settings changed since the lock chose which to read)."""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {rater_counts_sql(None)} FROM {RATER} r WHERE r.id = %s", [rater_id])
-        return tuple(cursor.fetchone())
+        return _counts(cursor.fetchone())
 
 
 def _pending_count(*, up_to: int, other_than_key: bool = False) -> str:
@@ -214,47 +246,40 @@ def rater_lock(*, rater_id: int, study: Study | None = None) -> tuple[Study, tup
     if row is None:
         raise Rater.DoesNotExist(f"Rater {rater_id} does not exist (any more).")
     m = len(STUDY_FIELDS)
-    return _study_from_row(row[:m]), tuple(row[m:])
+    return _study_from_row(row[:m]), _counts(row[m:])
 
 
-def answer_record(*, assignment_id: int, judgments: list[Judgment], completed_at: datetime) -> None:
-    """Insert the judgments of one answer and mark its assignment answered: one statement on PostgreSQL (a
-    data-modifying WITH), two elsewhere. The judgments' ids are set on them."""
+def answer_record(*, assignment_id: int, judgments: list[Judgment], completed_at: datetime, shown_at: datetime) -> None:
+    """Insert the judgments of one answer and mark its assignment answered (it holds its slot from now on): one
+    statement on PostgreSQL (a data-modifying WITH), two elsewhere. The judgments' ids are set on them."""
     if connection.vendor != "postgresql":
         judgments_insert(judgments=judgments)
-        assignment_complete(assignment_id=assignment_id, completed_at=completed_at)
+        assignment_complete(assignment_id=assignment_id, completed_at=completed_at, shown_at=shown_at)
         return
     judgments_insert(
         judgments=judgments,
-        prefix=(
-            f"WITH answered AS (UPDATE {ASSIGNMENT} SET completed_at = %s, released_at = NULL WHERE id = %s) ",
-            [completed_at, assignment_id],
-        ),
+        prefix=(f"WITH answered AS ({ASSIGNMENT_COMPLETE}) ", [completed_at, shown_at, assignment_id]),
     )
+
+
+# Every column of a judgment but its id, read from the model: the general path's insert and the one-statement
+# answer's (answer_and_next) write the same columns.
+JUDGMENT_FIELDS = tuple(field for field in Judgment._meta.concrete_fields if not field.primary_key)
+JUDGMENT_COLUMNS = tuple(field.column for field in JUDGMENT_FIELDS)
 
 
 def judgments_insert(*, judgments: list[Judgment], prefix: tuple[str, list] = ("", [])) -> None:
     """Insert the judgments of one answer in one statement; their ids are set on them."""
-    columns = (
-        "assignment_id", "comparison_id", "rater_id", "question", "choice", "left_model_id", "left_sample_ids",
-        "right_sample_ids", "response_time_ms", "created_at",
-    )  # fmt: skip
-    values, params = [], []
-    for judgment in judgments:
-        values.append("(" + ", ".join(["%s"] * len(columns)) + ")")
-        params += [
-            judgment.assignment_id,
-            judgment.comparison_id,
-            judgment.rater_id,
-            judgment.question,
-            judgment.choice,
-            judgment.left_model_id,
-            _db_json(Judgment, "left_sample_ids", judgment.left_sample_ids),
-            _db_json(Judgment, "right_sample_ids", judgment.right_sample_ids),
-            judgment.response_time_ms,
-            judgment.created_at,
-        ]
-    sql = f"{prefix[0]}INSERT INTO {JUDGMENT} ({', '.join(columns)}) VALUES {', '.join(values)} RETURNING id"
+    row = "(" + ", ".join(["%s"] * len(JUDGMENT_FIELDS)) + ")"
+    params = [
+        field.get_db_prep_save(getattr(judgment, field.attname), connection)
+        for judgment in judgments
+        for field in JUDGMENT_FIELDS
+    ]
+    sql = (
+        f"{prefix[0]}INSERT INTO {JUDGMENT} ({', '.join(JUDGMENT_COLUMNS)}) VALUES {', '.join([row] * len(judgments))}"
+        " RETURNING id"
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*prefix[1], *params])
         ids = [row[0] for row in cursor.fetchall()]
@@ -264,37 +289,48 @@ def judgments_insert(*, judgments: list[Judgment], prefix: tuple[str, list] = ("
         judgment._state.db = connection.alias
 
 
-def rater_answered(*, rater_id: int) -> None:
-    """Count one more answer (practice aside) on the rater's row."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {RATER} SET n_answered = n_answered + 1 WHERE id = %s", [rater_id])
-
-
-def assignment_complete(*, assignment_id: int, completed_at: datetime) -> None:
+def rater_answered(*, rater_id: int, at: datetime, counted: bool) -> None:
+    """Record on the rater's row when they last answered (the moment their next item showed) and, when `counted`
+    (practice aside), one more answer."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {ASSIGNMENT} SET completed_at = %s, released_at = NULL WHERE id = %s",
-            [completed_at, assignment_id],
+            f"UPDATE {RATER} SET n_answered = n_answered + %s, last_answered_at = %s WHERE id = %s",
+            [int(counted), at, rater_id],
         )
 
 
-def samples_of(*, prompt_id: int, model_ids: list[int]) -> list[tuple[int, int, str]]:
-    """(id, evaluated model id, storage name) of the samples of a prompt by these models, in index order."""
+# Answered: it holds its slot from now on (a reclaimed item answered while its comparison had room, or a first item,
+# takes one), and keeps when it was shown.
+ASSIGNMENT_COMPLETE = (
+    f"UPDATE {ASSIGNMENT} SET completed_at = %s, shown_at = %s, released_at = NULL, holds_slot = TRUE WHERE id = %s"
+)
+
+
+def assignment_complete(*, assignment_id: int, completed_at: datetime, shown_at: datetime) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(ASSIGNMENT_COMPLETE, [completed_at, shown_at, assignment_id])
+
+
+def samples_of(*, study_id: int, prompt_id: int, model_ids: list[int]) -> list[tuple[int, int, str]]:
+    """(id, evaluated model id, display name in the study) of the samples of a prompt by these models, in index
+    order."""
     placeholders = ", ".join(["%s"] * len(model_ids))
     sql = (
-        f"SELECT id, evaluated_model_id, image FROM {SAMPLE}"
-        f' WHERE prompt_id = %s AND evaluated_model_id IN ({placeholders}) ORDER BY "index"'
+        f"SELECT s.id, s.evaluated_model_id, d.name FROM {SAMPLE} s JOIN {DISPLAY_IMAGE} d ON d.sample_id = s.id"
+        f' AND d.study_id = %s WHERE s.prompt_id = %s AND s.evaluated_model_id IN ({placeholders}) ORDER BY s."index"'
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [prompt_id, *model_ids])
+        cursor.execute(sql, [study_id, prompt_id, *model_ids])
         return cursor.fetchall()
 
 
-JSON_COLUMNS_ORDERED = ("left_sample_ids", "right_sample_ids", "left_images", "right_images")
-ASSIGNMENT_INSERT_COLUMNS = (
-    "rater_id", "kind", "comparison_id", "gold_trial_id", "key", "left_model_id", "reference_on_left",
-    *JSON_COLUMNS_ORDERED, "served_at", "expires_at",
-)  # fmt: skip
+# What serving writes of a new assignment, read from the model: every column but those an answer or a release sets.
+ASSIGNMENT_INSERT_FIELDS = tuple(
+    field
+    for field in Assignment._meta.concrete_fields
+    if not field.primary_key and field.attname not in ("shown_at", "released_at", "completed_at")
+)
+ASSIGNMENT_INSERT_COLUMNS = tuple(field.column for field in ASSIGNMENT_INSERT_FIELDS)
 
 
 @functools.cache
@@ -326,9 +362,9 @@ def assignments_insert(*, assignments: list[Assignment]) -> None:
             " RETURNING id, key"
         )
         params = [
-            _db_json(Assignment, column, getattr(a, column)) if column in JSON_COLUMNS_ORDERED else getattr(a, column)
+            field.get_db_prep_save(getattr(a, field.attname), connection)
             for a in assignments
-            for column in columns
+            for field in ASSIGNMENT_INSERT_FIELDS
         ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -386,11 +422,12 @@ def comparisons_claim(
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f"WITH claimed AS ({claim}) SELECT claimed.*, s.id, s.evaluated_model_id, s.image FROM claimed"
-                f" LEFT JOIN {SAMPLE} s ON s.prompt_id = claimed.prompt_id"
+                f"WITH claimed AS ({claim}) SELECT claimed.*, s.id, s.evaluated_model_id, d.name FROM claimed"
+                f" LEFT JOIN ({SAMPLE} s JOIN {DISPLAY_IMAGE} d ON d.sample_id = s.id AND d.study_id = %s)"
+                " ON s.prompt_id = claimed.prompt_id"
                 " AND s.evaluated_model_id IN (claimed.model_a_id, claimed.model_b_id)"
                 ' ORDER BY claimed.id, s."index"',
-                params,
+                [*params, study.pk],
             )
             rows = cursor.fetchall()
             claimed: dict[int, tuple[tuple, list]] = {}
@@ -401,25 +438,45 @@ def comparisons_claim(
         else:
             cursor.execute(claim, params)
             claimed = {row[0]: (row[:6], None) for row in cursor.fetchall()}
-    taken = []
-    for head, samples in claimed.values():
-        comparison_id, prompt_id, model_a_id, model_b_id, text, position = head
-        if samples is None:
-            samples = samples_of(prompt_id=prompt_id, model_ids=[model_a_id, model_b_id])
-        comparison = Comparison.from_db(
-            connection.alias,
-            ["id", "study_id", "prompt_id", "model_a_id", "model_b_id"],
-            [comparison_id, study.pk, prompt_id, model_a_id, model_b_id],
-        )
-        comparison.study = study
-        # from_db takes the values in the order of the model's fields.
-        comparison.prompt = Prompt.from_db(
-            connection.alias,
-            ["id", "prompt_set_id", "position", "text"],
-            [prompt_id, study.prompt_set_id, position, text],
-        )
-        taken.append((comparison, samples))
-    return taken
+    return [_comparison_with_samples(study, head, samples) for head, samples in claimed.values()]
+
+
+def _comparison_with_samples(
+    study: Study, head: tuple, samples: list | None
+) -> tuple[Comparison, list[tuple[int, int, str]]]:
+    """A comparison from (id, prompt id, model A id, model B id, prompt text, prompt position), its prompt loaded,
+    with its samples (read here when not given)."""
+    comparison_id, prompt_id, model_a_id, model_b_id, text, position = head
+    if samples is None:
+        samples = samples_of(study_id=study.pk, prompt_id=prompt_id, model_ids=[model_a_id, model_b_id])
+    comparison = Comparison.from_db(
+        connection.alias,
+        ["id", "study_id", "prompt_id", "model_a_id", "model_b_id"],
+        [comparison_id, study.pk, prompt_id, model_a_id, model_b_id],
+    )
+    comparison.study = study
+    # from_db takes the values in the order of the model's fields.
+    comparison.prompt = Prompt.from_db(
+        connection.alias, ["id", "prompt_set_id", "position", "text"], [prompt_id, study.prompt_set_id, position, text]
+    )
+    return comparison, samples
+
+
+def comparison_pick(*, rater_id: int, study: Study) -> tuple[Comparison, list[tuple[int, int, str]]] | None:
+    """A comparison the rater has not seen that has a free slot, at random among the least-rated (the claim's
+    window), with its samples, without taking the slot or locking anything: a rater's first item. None: none left."""
+    sql = (
+        f"SELECT x.id, x.prompt_id, x.model_a_id, x.model_b_id, p.text, p.position FROM {COMPARISON} x"
+        f" JOIN {PROMPT} p ON p.id = x.prompt_id WHERE x.study_id = %s AND x.n_assigned < %s"
+        f" AND (SELECT 1 FROM {ASSIGNMENT} a WHERE a.rater_id = %s AND a.comparison_id = x.id) IS NULL"
+        " ORDER BY x.n_assigned LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [study.pk, study.ratings_per_comparison, rater_id, CLAIM_WINDOW])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    return _comparison_with_samples(study, secrets.choice(rows), None)
 
 
 @dataclass
@@ -452,8 +509,7 @@ def answer_and_next(
     choices: list[tuple[str, str, str]],
     response_time_ms: int,
     now: datetime,
-    lease_until: datetime,
-    renew_before: datetime,
+    lease,
     study_version: str | None = None,
 ) -> FastAnswer | None:
     """The answer path's common case in one statement (PostgreSQL): record the answer to a served comparison and
@@ -467,50 +523,71 @@ def answer_and_next(
     `study_version` (see rater_by_access_token), it also does nothing if the study changed since `study` was read.
     The next
     item is the rater's oldest pending one, read with its caption and image names; a comparison whose lease ends
-    before `renew_before` gets a new one (`lease_until`), and is not returned if it was reclaimed meanwhile.
+    before `lease.renew_before` gets a new one (`lease.until`: serving.Lease, the one lease rule), and is not returned
+    if it was reclaimed meanwhile.
     """
+    if connection.vendor != "postgresql":
+        return None
     answered = ", ".join(f"a.{name}" for name in ANSWERED_FIELDS)
     shown = ", ".join(f"p.{name}" for name in SHOWN_FIELDS)
     questions = ", ".join(["(%s, %s, %s)"] * len(choices))
     gold = COUNT_GOLD_TRIALS.replace("r.study_id", "%s") if study.gold_rate > 0 else SKIPPED
+    # The judgment's columns as the model has them, each with what it is made of here (the answered row `x`, the
+    # question row `q`, or a parameter): a column the model gains and this statement does not fill fails here.
+    made_of = {
+        "assignment_id": ("x.id", []),
+        "comparison_id": ("x.comparison_id", []),
+        "rater_id": ("%s", [rater_id]),
+        "question": ("q.question", []),
+        "choice": ("CASE WHEN x.left_is_a THEN q.a ELSE q.b END", []),
+        "left_model_id": ("x.left_model_id", []),
+        "left_sample_ids": ("x.left_sample_ids", []),
+        "right_sample_ids": ("x.right_sample_ids", []),
+        "response_time_ms": ("%s", [response_time_ms]),
+        "created_at": ("%s", [now]),
+    }
+    if set(made_of) != set(JUDGMENT_COLUMNS):
+        raise ImproperlyConfigured(f"answer_and_next writes {sorted(made_of)}; a judgment has {JUDGMENT_COLUMNS}.")
+    judgment_values = ", ".join(made_of[column][0] for column in JUDGMENT_COLUMNS)
+    judgment_params = [param for column in JUDGMENT_COLUMNS for param in made_of[column][1]]
     # The rater's row is locked first (the order every path takes: `locked` is read before any assignment row is
-    # touched), then their answer count is raised on it.
+    # touched), then their answer count and last answer time are set on it. The item was shown by the response to
+    # the rater's previous answer, or when it was served if that came later: the server's clock, not the client's.
     sql = (
-        f"WITH locked AS (SELECT r.id FROM {RATER} r WHERE r.id = %s {_lock_mode()}),"
-        f" answered AS (UPDATE {ASSIGNMENT} a SET completed_at = %s FROM {COMPARISON} c, {STUDY} s"
-        " WHERE a.key = %s AND a.rater_id = (SELECT id FROM locked) AND a.kind = 'comparison'"
-        " AND a.completed_at IS NULL AND a.released_at IS NULL AND c.id = a.comparison_id AND s.id = %s"
-        " AND s.status = 'open'"
+        f"WITH locked AS (SELECT r.id, r.last_answered_at FROM {RATER} r WHERE r.id = %s {_lock_mode()}),"
+        f" answered AS (UPDATE {ASSIGNMENT} a SET completed_at = %s,"
+        " shown_at = GREATEST(a.served_at, (SELECT last_answered_at FROM locked))"
+        f" FROM {COMPARISON} c, {STUDY} s"
+        f" WHERE a.key = %s AND a.rater_id = (SELECT id FROM locked) AND a.kind = {KIND_COMPARISON}"
+        " AND a.completed_at IS NULL AND a.released_at IS NULL AND a.holds_slot AND c.id = a.comparison_id"
+        f" AND s.id = %s AND s.status = {STUDY_OPEN}"
         f"{' AND s.xmin::text = %s' if study_version is not None else ''}"
         f" RETURNING {answered}, a.left_model_id = c.model_a_id AS left_is_a),"
-        f" judged AS (INSERT INTO {JUDGMENT} (assignment_id, comparison_id, rater_id, question, choice,"
-        " left_model_id, left_sample_ids, right_sample_ids, response_time_ms, created_at)"
-        " SELECT x.id, x.comparison_id, %s, q.question, CASE WHEN x.left_is_a THEN q.a ELSE q.b END,"
-        " x.left_model_id, x.left_sample_ids, x.right_sample_ids, %s, %s"
+        f" judged AS (INSERT INTO {JUDGMENT} ({', '.join(JUDGMENT_COLUMNS)}) SELECT {judgment_values}"
         f" FROM answered x CROSS JOIN (VALUES {questions}) AS q (question, a, b) RETURNING id, question),"
         f" pending AS (SELECT {shown}, p.expires_at < %s AS stale FROM {ASSIGNMENT} p WHERE p.rater_id = %s"
         " AND p.completed_at IS NULL AND p.released_at IS NULL AND p.key <> %s ORDER BY p.served_at, p.id LIMIT 1),"
         f" renewed AS (UPDATE {ASSIGNMENT} n SET expires_at = %s FROM pending WHERE n.id = pending.id"
-        " AND pending.stale AND n.kind = 'comparison' AND n.completed_at IS NULL AND n.released_at IS NULL"
+        f" AND pending.stale AND n.kind = {KIND_COMPARISON} AND n.completed_at IS NULL AND n.released_at IS NULL"
         " AND EXISTS (SELECT 1 FROM answered) RETURNING n.id),"
-        f" counted AS (UPDATE {RATER} r SET n_answered = r.n_answered + 1 WHERE r.id = (SELECT id FROM locked)"
-        " AND EXISTS (SELECT 1 FROM answered) RETURNING r.n_answered)"
+        f" counted AS (UPDATE {RATER} r SET n_answered = r.n_answered + 1, last_answered_at = %s"
+        " WHERE r.id = (SELECT id FROM locked) AND EXISTS (SELECT 1 FROM answered) RETURNING r.n_answered)"
         " SELECT x.*, (SELECT json_object_agg(j.question, j.id) FROM judged j), (SELECT n_answered FROM counted),"
         f" {gold}, {_pending_count(up_to=2, other_than_key=True)},"
         f" n.{', n.'.join(SHOWN_FIELDS)}, n.stale AND NOT EXISTS (SELECT 1 FROM renewed), p.id, p.position,"
-        f" p.text, (SELECT json_object_agg(sm.id, sm.image) FROM {SAMPLE} sm WHERE sm.id IN"
-        "  (SELECT jsonb_array_elements_text(n.left_sample_ids || n.right_sample_ids)::bigint))"
-        f" FROM answered x LEFT JOIN pending n ON n.kind = 'comparison' LEFT JOIN {COMPARISON} nc"
+        f" p.text, (SELECT json_object_agg(d.sample_id, d.name) FROM {DISPLAY_IMAGE} d WHERE d.study_id = %s"
+        "  AND d.sample_id IN (SELECT jsonb_array_elements_text(n.left_sample_ids || n.right_sample_ids)::bigint))"
+        f" FROM answered x LEFT JOIN pending n ON n.kind = {KIND_COMPARISON} LEFT JOIN {COMPARISON} nc"
         f" ON nc.id = n.comparison_id LEFT JOIN {PROMPT} p ON p.id = nc.prompt_id"
     )
     params: list = [rater_id, now, key, study.pk, *([study_version] if study_version is not None else [])]
-    params += [rater_id, response_time_ms, now]
+    params += judgment_params
     for choice in choices:
         params += choice
-    params += [renew_before, rater_id, key, lease_until]
+    params += [lease.renew_before, rater_id, key, lease.until, now]
     if study.gold_rate > 0:
         params.append(study.pk)
-    params += [rater_id, key]
+    params += [rater_id, key, study.pk]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

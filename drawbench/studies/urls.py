@@ -10,4 +10,5 @@ urlpatterns = [
     path("s/<str:token>/", views.study_entry, name="study-entry"),
     path("s/<str:token>/rate/", views.rate, name="rate"),
     path("s/<str:token>/done/", views.done, name="done"),
+    path("s/<str:token>/m/<str:name>", views.display_image, name="display-image"),
 ]

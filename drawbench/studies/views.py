@@ -17,16 +17,16 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, ValidationError
-from django.core.files.storage import storages
+from django.core.files.storage import default_storage, storages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.cache import never_cache
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from drawbench.studies.apis import PRACTICE_FEEDBACK_SESSION_KEY
 from drawbench.studies.authentication import RATER_SESSION_KEY
-from drawbench.studies.models import Assignment, DisplayedChoice, Question, Rater, Study
+from drawbench.studies.models import Assignment, DisplayedChoice, DisplayImage, Question, Rater, Study
 from drawbench.studies.platforms import MTURK_SUBMIT_PATH, mturk_submit_host, platform_identity_from_query
 from drawbench.studies.selectors import (
     DisplayedQuestion,
@@ -36,7 +36,7 @@ from drawbench.studies.selectors import (
     rater_completion,
     rater_progress,
 )
-from drawbench.studies.services import answering, errors, raters, serving
+from drawbench.studies.services import answering, display, errors, raters, serving
 from drawbench.studies.throttling import (
     ERROR_START_THROTTLED,
     ERROR_THROTTLED,
@@ -50,11 +50,12 @@ SHORTCUT_KEYS = (("a", "s", "d"), ("j", "k", "l"))
 ANSWER_LABELS = tuple((choice.value, choice.label) for choice in DisplayedChoice)
 
 ERROR_ASSIGNMENT_UNKNOWN = errors.ERROR_ASSIGNMENT_UNKNOWN
-ERROR_RESPONSE_TIME_FORMAT = "The response time must be a whole number of milliseconds; got {value!r}."
+ERROR_RESPONSE_TIME_FORMAT = answering.ERROR_RESPONSE_TIME_TYPE
 ERROR_SESSION_MISSING = "Your rating session was not found (cookies may be off); please open the study link again."
 ERROR_TOO_LARGE = "The request is too large: at most {limit} bytes of form data are accepted."
 ERROR_TOO_MANY_FIELDS = "The request has too many fields: at most {limit} are accepted."
 ERROR_BAD_REQUEST = "The request could not be read: {reason}"
+ERROR_IMAGE_UNKNOWN = "No image of an open study has this address."
 # The browser a rater started in, besides its session: a signed cookie, on the study link's path, names the rater, so
 # that a session that expired or was cleared does not lose a crowd id that can be resumed only from its browser.
 BROWSER_COOKIE = "drawbench_rater_{study_id}"
@@ -312,10 +313,16 @@ def rate(request: HttpRequest, token: str) -> HttpResponse:
         try:
             response_time_ms = int(raw_time)
         except ValueError:
+            response_time_ms = raw_time
+        try:
+            data = answering.answer_input({"key": key, "answers": answers, "response_time_ms": response_time_ms})
+        except ValidationError:
             if assignment_get_for_rater(rater=rater, key=key) is None:
                 raise errors.AssignmentUnknown(ERROR_ASSIGNMENT_UNKNOWN) from None
-            raise ValidationError(ERROR_RESPONSE_TIME_FORMAT.format(value=raw_time)) from None
-        outcome = answering.assignment_submit(rater=rater, key=key, answers=answers, response_time_ms=response_time_ms)
+            raise
+        outcome = answering.assignment_submit(
+            rater=rater, key=data.key, answers=data.answers, response_time_ms=data.response_time_ms
+        )
     except (errors.AnswerConflict, errors.AssignmentExpired) as exc:
         return _rating_error(request, rater, key, errors=exc.messages, answers=answers, status=409)
     except ValidationError as exc:
@@ -414,3 +421,22 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": message}, status=400)
     return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+
+
+@require_GET
+def display_image(request: HttpRequest, token: str, name: str) -> HttpResponse:
+    """A display image of an open study (services.display), with the same headers for every image: its type (one
+    format per study), its length (one length per study), and caching rules; no validators (Last-Modified, ETag)."""
+    row = (
+        DisplayImage.objects.filter(name=name, study__rater_token=token, study__status=Study.Status.OPEN)
+        .values_list("file", "study__display_format")
+        .first()
+    )
+    if row is None:
+        return HttpResponse(ERROR_IMAGE_UNKNOWN, status=404, content_type="text/plain; charset=utf-8")
+    file, display_format = row
+    with default_storage.open(file, "rb") as handle:
+        data = handle.read()
+    response = HttpResponse(data, content_type=display.CONTENT_TYPES[display_format])
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

@@ -102,3 +102,18 @@ def pending_keys(rater: Rater) -> list[str]:
         .order_by("served_at", "id")
         .values_list("key", flat=True)
     )
+
+
+@pytest.fixture
+def unhurried_clock(monkeypatch):
+    """The rater path's clock moving 5 s each time it is read: every answer comes seconds after its item was shown,
+    as a careful rater's does (the server's time decides "too fast", not the response time the client reports)."""
+    from datetime import timedelta
+    from itertools import count
+
+    from django.utils import timezone
+
+    from drawbench.studies.services import serving
+
+    start, ticks = timezone.now(), count()
+    monkeypatch.setattr(serving, "rater_clock", lambda: start + timedelta(seconds=5 * next(ticks)))

@@ -6,7 +6,7 @@ from django.urls import reverse
 from drawbench.studies.models import GoldTrial, Judgment, Rater, RaterFlag, Study
 from drawbench.studies.services.raters import rater_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("unhurried_clock")]
 
 
 @pytest.fixture

@@ -74,22 +74,23 @@ def test_the_batch_stops_at_the_rater_cap(make_study):
 
 
 @override_settings(DRAWBENCH_RATER_BATCH=4)
-def test_a_batch_draws_silent_gold_trials_at_the_gold_rate_and_fills_with_comparisons_when_they_run_out(make_study):
+def test_a_batch_puts_silent_gold_trials_between_comparisons_within_the_gold_share(make_study):
     study = make_study(n_prompts=40, gold_rate=1.0)
     trials = study.gold_trials.count()
     rater = rater_create(study=study)
 
     kinds = []
     item = assignment_next_for_rater(rater=rater, rng=random.Random(0))
-    while item is not None and len(kinds) < trials + 4:
+    while item is not None and len(kinds) < 2 * trials + 4:
         kinds.append(item.kind)
         outcome = assignment_submit(
             rater=rater, key=item.key, answers=ANSWERS, response_time_ms=900, serve_next=True, rng=random.Random(1)
         )
         item = outcome.next_assignment
 
-    assert kinds[:trials] == ["gold"] * trials
-    assert kinds[trials:] == ["comparison"] * 4
+    # At rate 1 a gold trial comes before each comparison (never two in a row) until every trial has been shown.
+    assert kinds[: 2 * trials] == ["gold", "comparison"] * trials
+    assert kinds[2 * trials :] == ["comparison"] * 4
     assert len(set(Assignment.objects.filter(rater=rater, kind="gold").values_list("gold_trial", flat=True))) == trials
 
 

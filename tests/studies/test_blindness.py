@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 from rest_framework.test import APIClient
 
 from drawbench.generation.services import sample_store
-from drawbench.studies.models import Assignment, GoldTrial
+from drawbench.studies.models import Assignment, DisplayImage, GoldTrial
 from drawbench.studies.services.studies import study_close
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory
 
@@ -23,7 +23,10 @@ SRC_RE = re.compile(r'(?:src|data-full)="([^"]*)"')
 # A sample's storage name: its content hash, in a folder named by the hash's first two characters when the
 # generation app stored it (test factories store flat; Django's storage appends _ and 7 random characters to a name
 # already taken, which only factories can cause: sample_store shares one file between identical images).
+# A sample's stored file (never shown to raters): its content hash.
 SAMPLE_URL_RE = re.compile(r"^/media/samples/(?:[0-9a-f]{2}/)?[0-9a-f]{64}(_[A-Za-z0-9]{7})?\.png$")
+# A rater's image URL: the study link, then an opaque display name (22 URL-safe characters, 128 random bits).
+DISPLAY_URL_RE = re.compile(r"^/s/[A-Za-z0-9_-]+/m/[A-Za-z0-9_-]{22}$")
 
 
 @pytest.fixture
@@ -94,7 +97,7 @@ def test_no_rater_visible_page_or_url_names_a_model(make_study, distinctive_mode
     assert {status for status, _, _ in seen} == {200, 302, 400, 410}
     image_urls = [url for _, _, body in seen for url in SRC_RE.findall(body)]
     assert len(image_urls) >= 6 * 2 * 16
-    assert all(SAMPLE_URL_RE.match(url) for url in image_urls), image_urls[:3]
+    assert all(DISPLAY_URL_RE.match(url) for url in image_urls), image_urls[:3]
     everything = "\n".join(location + body for _, location, body in seen).lower()
     leaks = [s for s in forbidden_strings(distinctive_models) if s.lower() in everything]
     assert leaks == []
@@ -120,7 +123,7 @@ def test_which_model_is_on_the_left_varies_between_raters(make_study, distinctiv
 
 
 def test_no_rater_api_response_names_a_model_or_tells_a_gold_trial_apart(make_study, distinctive_models):
-    study = make_study(n_prompts=2, models=distinctive_models, gold_rate=0.5, practice_items=1)
+    study = make_study(n_prompts=2, models=distinctive_models, gold_rate=1.0, practice_items=1)
     start = APIClient().post(reverse("api-rater-start", args=[study.rater_token]), {}, format="json")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Rater {start.json()['rater_token']}")
@@ -144,19 +147,22 @@ def test_no_rater_api_response_names_a_model_or_tells_a_gold_trial_apart(make_st
         (("key", "practice", "caption", "questions", "left_images", "right_images"), 8, 8)
     }
     everything = "\n".join(bodies)
-    urls = [url for body in bodies for url in re.findall(r'"(/media/[^"]+)"', body)]
+    urls = [url for body in bodies for url in re.findall(r'"(/s/[^"]+/m/[^"]+)"', body)]
     assert len(urls) >= 3 * 16
-    assert all(SAMPLE_URL_RE.match(url) for url in urls), urls[:3]
+    assert all(DISPLAY_URL_RE.match(url) for url in urls), urls[:3]
     assert [s for s in forbidden_strings(distinctive_models) if s.lower() in everything.lower()] == []
 
 
-def test_gold_trial_images_are_named_like_sample_images(make_study):
+def test_gold_trial_images_are_named_like_sample_images_and_never_share_a_name(make_study):
     study = make_study(n_prompts=2, gold_rate=0.2)
 
     names = [n for trial in GoldTrial.objects.filter(study=study) for n in trial.reference_images + trial.foil_images]
+    sample_names = set(DisplayImage.objects.filter(study=study, sample__isnull=False).values_list("name", flat=True))
 
-    assert len(names) == 3 * 2 * 2 * 8
-    assert all(SAMPLE_URL_RE.match(default_storage.url(name)) for name in names)
+    assert len(names) == len(set(names)) == 3 * 2 * 2 * 8
+    assert not sample_names & set(names)
+    prefix = reverse("rater:display-image", args=[study.rater_token, "x"])[:-1]
+    assert all(DISPLAY_URL_RE.match(prefix + name) for name in [*names, *sample_names])
 
 
 def _image_with_metadata(colour) -> Image.Image:

@@ -1,25 +1,35 @@
 """Quality control: gold trials made from the study's samples, practice items, and flags that never delete data."""
 
-import hashlib
 import io
-import posixpath
+import itertools
 import random
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from PIL import Image
 
 from drawbench.results.selectors import judgments_frame, study_results
 from drawbench.studies import quality
-from drawbench.studies.models import Assignment, Comparison, ControlAnswer, GoldTrial, Judgment, RaterFlag
+from drawbench.studies.models import (
+    Assignment,
+    Comparison,
+    ControlAnswer,
+    DisplayImage,
+    GoldTrial,
+    Judgment,
+    RaterFlag,
+)
 from drawbench.studies.selectors import assignment_display
+from drawbench.studies.services import serving
 from drawbench.studies.services.answering import PRACTICE_FEEDBACK, assignment_submit
 from drawbench.studies.services.gold import gold_trials_prepare
 from drawbench.studies.services.raters import rater_complete, rater_create, rater_flags_refresh
 from drawbench.studies.services.serving import assignment_next_for_rater
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("unhurried_clock")]
 
 
 def stored_pixels(name: str) -> np.ndarray:
@@ -48,42 +58,54 @@ def answer_as_told(assignment: Assignment, *, correct: bool, fallback: str = "ti
 # --- gold trials ----------------------------------------------------------------------------------------------
 
 
+def display_pixels_of(name: str) -> np.ndarray:
+    """The pixels a rater's browser decodes for a display image."""
+    with default_storage.open(DisplayImage.objects.get(name=name).file, "rb") as handle:
+        return np.asarray(Image.open(handle).convert("RGB"), dtype=np.int16)
+
+
 def test_gold_trials_of_each_kind_are_made_from_the_study_samples(make_study):
     study = make_study(n_prompts=5, categories=("Colors", "Counting"), samples=9)
+
+    def source(name):
+        """(model, prompt) of the sample a gold image was made from."""
+        image = DisplayImage.objects.select_related("made_from").get(name=name)
+        return image.made_from.evaluated_model_id, image.made_from.prompt_id
 
     trials = gold_trials_prepare(study=study, rng=random.Random(1))
 
     kinds = [t.kind for t in trials]
     assert kinds.count("identical") == kinds.count("mismatch") == kinds.count("degraded") == 4
-    names = {}
-    for model_id, prompt_id, name in study.evaluated_models.values_list("id", "samples__prompt_id", "samples__image"):
-        names.setdefault(name, (model_id, prompt_id))
+    every_name = [n for trial in trials for n in (*trial.reference_images, *trial.foil_images)]
+    assert len(set(every_name)) == len(every_name), "a gold image's name appears twice"
+    assert not DisplayImage.objects.filter(name__in=every_name, sample__isnull=False).exists()
     for trial in trials:
         assert len(trial.reference_images) == len(trial.foil_images) == 8
-        model_id, prompt_id = names[trial.reference_images[0]]
+        model_id, prompt_id = source(trial.reference_images[0])
         assert prompt_id == trial.prompt_id
-        assert {names[n] for n in trial.reference_images} == {(model_id, prompt_id)}
+        assert {source(n) for n in trial.reference_images[1:3]} == {(model_id, prompt_id)}
         if trial.kind == "identical":
-            assert trial.foil_images == trial.reference_images
+            assert sorted(map(source, trial.foil_images)) == sorted(map(source, trial.reference_images))
         if trial.kind == "mismatch":
-            (foil_model, foil_prompt), *_ = {names[n] for n in trial.foil_images}
+            foil_model, foil_prompt = source(trial.foil_images[0])
             assert foil_model == model_id and foil_prompt != prompt_id
             assert study.prompt_set.prompts.get(pk=foil_prompt).category != trial.prompt.category
 
 
-def test_a_degraded_set_is_a_visibly_worse_copy_stored_like_a_sample(make_study):
+def test_a_degraded_set_is_a_visibly_worse_copy_made_like_any_display_image(make_study):
     study = make_study(n_prompts=2)
 
     trial = next(t for t in gold_trials_prepare(study=study, rng=random.Random(2)) if t.kind == "degraded")
 
+    files = DisplayImage.objects.filter(study=study)
+    sizes = {default_storage.size(f) for f in files.values_list("file", flat=True)}
+    assert len(sizes) == 1, "display images of one study differ in length"
     for clean, degraded in zip(trial.reference_images, trial.foil_images, strict=True):
-        assert posixpath.dirname(degraded) == posixpath.dirname(clean)
-        with default_storage.open(degraded, "rb") as handle:
-            data = handle.read()
-        assert posixpath.basename(degraded) == hashlib.sha256(data).hexdigest() + ".png"
-        image = Image.open(io.BytesIO(data))
-        assert image.info == {} and not image.getexif()
-        assert np.abs(stored_pixels(degraded) - stored_pixels(clean)).mean() > 8
+        with default_storage.open(DisplayImage.objects.get(name=degraded).file, "rb") as handle:
+            image = Image.open(io.BytesIO(handle.read()))
+        assert image.size == (study.display_size, study.display_size) and image.format == "JPEG"
+        assert not image.getexif()
+        assert np.abs(display_pixels_of(degraded) - display_pixels_of(clean)).mean() > 8
 
 
 def test_gold_trials_are_made_once(make_study):
@@ -125,7 +147,7 @@ def test_degraded_copy_blurs_and_adds_noise_reproducibly():
 # --- serving and answering --------------------------------------------------------------------------------------
 
 
-def test_at_gold_rate_one_every_item_is_a_silent_gold_trial_until_they_run_out(make_study):
+def test_at_gold_rate_one_gold_trials_come_between_comparisons_and_stop_when_they_do(make_study):
     study = make_study(n_prompts=2, gold_rate=1.0)
     rater = rater_create(study=study)
     trials = study.gold_trials.count()
@@ -139,8 +161,11 @@ def test_at_gold_rate_one_every_item_is_a_silent_gold_trial_until_they_run_out(m
             response_time_ms=2000,
         )  # fmt: skip
 
-    assert kinds == ["gold"] * trials + ["comparison"] * 2
-    assert ControlAnswer.objects.filter(rater=rater).count() == 2 * trials
+    # Never more gold than the share allows (the rate, plus one), and never once no comparison is left.
+    for served in range(1, len(kinds) + 1):
+        assert kinds[:served].count("gold") <= study.gold_rate * served + 1
+    assert kinds[-1] == "comparison" and kinds.count("comparison") == 2
+    assert ControlAnswer.objects.filter(rater=rater).count() == 2 * kinds.count("gold") < 2 * trials
     assert Judgment.objects.filter(rater=rater).count() == 2 * 2
     assert list(Comparison.objects.values_list("n_assigned", flat=True)) == [1, 1]
 
@@ -173,7 +198,7 @@ def test_a_gold_trial_looks_like_a_comparison_to_the_rater(make_study):
     left_set = trial.reference_images if gold.reference_on_left else trial.foil_images
     assert not display.practice
     assert display.caption == trial.prompt.text
-    assert sorted(display.left_image_urls) == sorted(default_storage.url(n) for n in left_set)
+    assert sorted(u.rsplit("/", 1)[1] for u in display.left_image_urls) == sorted(left_set)
     assert len(display.left_image_urls) == len(display.right_image_urls) == study.samples_per_side
     assert [q.value for q in display.questions] == ["fidelity", "alignment"]
 
@@ -265,20 +290,25 @@ def test_a_rater_who_fails_gold_trials_is_flagged_as_soon_as_they_answer_one(mak
 
 
 @pytest.mark.parametrize(
-    ("fidelity", "alignment", "response_time_ms", "flags"),
+    ("fidelity", "alignment", "seconds_per_tick", "flags"),
     [
-        ("left", "left", 2000, {"always_left"}),
-        ("right", "right", 2000, {"always_right"}),
-        ("tie", "tie", 2000, {"always_tie"}),
-        ("left", "tie", 300, {"too_fast"}),
-        ("left", "tie", 2000, set()),
+        ("left", "left", 5.0, {"always_left"}),
+        ("right", "right", 5.0, {"always_right"}),
+        ("tie", "tie", 5.0, {"always_tie"}),
+        ("left", "tie", 0.04, {"too_fast"}),
+        ("left", "tie", 5.0, set()),
     ],
 )
-def test_answer_patterns_flag_a_rater_when_they_finish(make_study, fidelity, alignment, response_time_ms, flags):
+def test_answer_patterns_flag_a_rater_when_they_finish(
+    make_study, monkeypatch, fidelity, alignment, seconds_per_tick, flags
+):
     study = make_study(n_prompts=6)
     rater = rater_create(study=study)
+    start, ticks = timezone.now(), itertools.count()
+    monkeypatch.setattr(serving, "rater_clock", lambda: start + timedelta(seconds=seconds_per_tick * next(ticks)))
 
-    rate_everything(study, rater, fidelity=fidelity, alignment=alignment, response_time_ms=response_time_ms)
+    # Whatever the client claims (4 s here, as a bot that answers in 40 ms would), the server's clock decides.
+    rate_everything(study, rater, fidelity=fidelity, alignment=alignment, response_time_ms=4000)
 
     assert flags_of(rater) == flags
 
@@ -290,7 +320,7 @@ def test_a_flag_whose_condition_no_longer_holds_is_withdrawn_and_no_answer_is_to
     assert flags_of(rater) == {"always_tie"}
     judgments = list(Judgment.objects.values_list("pk", "choice"))
 
-    study.min_response_time_ms = 5000
+    study.min_response_time_ms = 60_000
     study.save(update_fields=["min_response_time_ms"])
     rater_flags_refresh(study=study)
 

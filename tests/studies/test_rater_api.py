@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from rest_framework.test import APIClient
 from drawbench.studies import apis, authentication
 from drawbench.studies.models import Assignment, ControlAnswer, Judgment, Rater
 from drawbench.studies.selectors import MESSAGE_CODE
-from drawbench.studies.services import errors, raters
+from drawbench.studies.services import answering, errors, raters
 from drawbench.studies.services.answering import MAX_RESPONSE_TIME_MS
 from drawbench.studies.services.studies import study_close
 from tests.studies.conftest import rater_client
@@ -252,10 +253,12 @@ def test_the_page_session_reaches_the_api_and_must_send_its_csrf_token(make_stud
     ("body", "field", "fragment"),
     [
         ({"answers": ANSWERS, "response_time_ms": 5}, "key", "required"),
-        ({"key": "k", "answers": "left", "response_time_ms": 5}, "answers", "dictionary"),
-        ({"key": "k", "answers": ANSWERS, "response_time_ms": -1}, "response_time_ms", "greater than or equal to 0"),
-        ({"key": "k", "answers": ANSWERS, "response_time_ms": "soon"}, "response_time_ms", "valid integer"),
-        ({"key": "k" * 65, "answers": ANSWERS, "response_time_ms": 5}, "key", "no more than 64"),
+        ({"key": "k", "answers": "left", "response_time_ms": 5}, "answers", "must be an object"),
+        ({"key": "k", "answers": ANSWERS, "response_time_ms": -1}, "response_time_ms", "between 0 and"),
+        ({"key": "k", "answers": ANSWERS, "response_time_ms": "soon"}, "response_time_ms", "whole number"),
+        ({"key": "k" * 65, "answers": ANSWERS, "response_time_ms": 5}, "key", "1 to 64"),
+        ({"key": "k", "answers": ANSWERS, "response_time_ms": 5, "extra": 1}, "extra", "Unknown field"),
+        ({"key": "k", "answers": {"fidelity": 1}, "response_time_ms": 5}, "answers", "must be one of"),
     ],
 )
 def test_a_malformed_answer_is_refused_naming_the_field(make_study, body, field, fragment):
@@ -364,18 +367,23 @@ def test_a_rater_client_fixture_authenticates_as_its_rater(make_study):
         st.lists(st.integers(), max_size=2),
     )
 )
-def test_the_plain_answer_shortcut_agrees_with_the_input_serializer(body):
-    plain = apis._plain_answer(body)
-    serializer = apis.RaterAnswerSubmitApi.InputSerializer(data=body)
-    if plain is not None:
-        assert serializer.is_valid(), serializer.errors
-        assert plain == dict(serializer.validated_data)
+def test_the_answer_check_accepts_only_plain_values_and_refuses_anything_else_with_a_message(body):
+    try:
+        data = answering.answer_input(body)
+    except ValidationError as exc:
+        assert exc.message_dict and all(exc.message_dict.values())
+        return
+    assert isinstance(data.key, str) and 0 < len(data.key) <= 64 and data.key.isprintable()
+    assert all(isinstance(v, str) and 0 < len(v) <= 16 for v in data.answers.values())
+    assert type(data.response_time_ms) is int and 0 <= data.response_time_ms <= MAX_RESPONSE_TIME_MS
+    assert type(data.include_next) is bool
 
 
-def test_what_a_rater_sends_takes_the_plain_answer_shortcut_and_anything_odd_does_not():
+def test_what_a_rater_sends_passes_the_answer_check_as_it_is():
     body = {"key": "k3y-_x", "answers": {"fidelity": "left", "alignment": "tie"}, "response_time_ms": 2400}
 
-    assert apis._plain_answer(body) == {**body, "include_next": True}
-    assert apis._plain_answer({**body, "include_next": False})["include_next"] is False
-    for odd in ({"response_time_ms": "2400"}, {"key": " k3y"}, {"answers": {"fidelity": 1}}, {"extra": 1}):
-        assert apis._plain_answer({**body, **odd}) is None
+    assert answering.answer_input(body) == answering.AnswerInput(**body, include_next=True)
+    assert answering.answer_input({**body, "include_next": False}).include_next is False
+    for odd in ({"response_time_ms": "2400"}, {"key": ""}, {"answers": {"fidelity": 1}}, {"extra": 1}):
+        with pytest.raises(ValidationError):
+            answering.answer_input({**body, **odd})

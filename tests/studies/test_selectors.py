@@ -3,8 +3,9 @@
 import random
 
 import pytest
+from django.urls import reverse
 
-from drawbench.studies.models import Assignment
+from drawbench.studies.models import Assignment, DisplayImage
 from drawbench.studies.selectors import (
     assignment_display,
     rater_progress,
@@ -130,7 +131,8 @@ def test_assignment_display_lists_image_urls_in_the_recorded_order(make_study):
     study = make_study(n_prompts=1)
     comparison = study.comparisons.select_related("prompt").get()
     assignment = assignment_create(rater=rater_create(study=study), comparison=comparison, rng=random.Random(5))
-    urls = {s.pk: s.image.url for s in comparison.prompt.samples.all()}
+    names = dict(DisplayImage.objects.filter(study=study).values_list("sample_id", "name"))
+    urls = {pk: reverse("rater:display-image", args=[study.rater_token, name]) for pk, name in names.items()}
 
     display = assignment_display(assignment=Assignment.objects.get(pk=assignment.pk), study=study)
 

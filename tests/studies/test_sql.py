@@ -7,7 +7,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from drawbench.studies import sql
-from drawbench.studies.models import Assignment, Judgment, Rater, Study
+from drawbench.studies.models import Assignment, DisplayImage, Judgment, Rater, Study
 from drawbench.studies.services.answering import assignment_submit
 from drawbench.studies.services.raters import rater_create
 from drawbench.studies.services.serving import assignment_next_for_rater
@@ -35,7 +35,10 @@ def test_the_lock_reads_the_assignment_the_study_and_the_counts_as_the_orm_does(
     assert [getattr(locked.study, f) for f in STUDY_FIELDS] == [getattr(study, f) for f in STUDY_FIELDS]
     assert locked.model_a_id == (stored.comparison.model_a_id if stored.comparison_id else None)
     held = Assignment.objects.filter(rater=rater, kind="comparison").count()
-    assert locked.counts == (0, 1, held, 3, study.gold_trials.count())
+    gold_served = Assignment.objects.filter(rater=rater, kind="gold").count()
+    last_answered = Rater.objects.get(pk=rater.pk).last_answered_at
+    assert last_answered is not None
+    assert locked.counts == (0, 1, held, 3, study.gold_trials.count(), gold_served, held, last_answered)
     assert sql.assignment_lock(rater_id=rater.pk, key="no-such-key") is None
 
 
@@ -47,8 +50,8 @@ def test_counts_that_the_study_settings_make_moot_are_not_read(make_study):
     locked = sql.assignment_lock(rater_id=rater.pk, key=item.key, study=study)
 
     held = Assignment.objects.filter(rater=rater).count()
-    assert locked.counts == (0, None, None, 2, None)
-    assert sql.rater_counts(rater_id=rater.pk) == (0, 0, held, 2, 0)
+    assert locked.counts == (0, None, None, 2, None, None, None, None)
+    assert sql.rater_counts(rater_id=rater.pk) == (0, 0, held, 2, 0, 0, held, None)
 
 
 def test_the_token_lookup_reads_the_rater_and_study_as_the_orm_does(make_study):
@@ -73,10 +76,11 @@ def test_a_claim_returns_the_comparison_its_prompt_and_its_samples(make_study):
         stored.pk, stored.model_a_id, stored.model_b_id,
     )  # fmt: skip
     assert (comparison.prompt.text, comparison.prompt.position) == (stored.prompt.text, stored.prompt.position)
+    # Each sample with its display name in this study (never its storage name).
     assert sorted(samples) == sorted(
-        stored.prompt.samples.filter(evaluated_model__in=[stored.model_a_id, stored.model_b_id]).values_list(
-            "id", "evaluated_model_id", "image"
-        )
+        DisplayImage.objects.filter(
+            study=study, sample__evaluated_model__in=[stored.model_a_id, stored.model_b_id]
+        ).values_list("sample_id", "sample__evaluated_model_id", "name")
     )
     assert study.comparisons.get().n_assigned == 1
 
@@ -116,7 +120,7 @@ def test_an_answer_is_recorded_with_the_values_given(make_study):
         for question, choice in (("fidelity", "A"), ("alignment", "tie"))
     ]  # fmt: skip
 
-    sql.answer_record(assignment_id=item.pk, judgments=judgments, completed_at=now)
+    sql.answer_record(assignment_id=item.pk, judgments=judgments, completed_at=now, shown_at=item.served_at)
 
     stored = list(Judgment.objects.filter(assignment_id=item.pk).order_by("id"))
     assert [j.pk for j in judgments] == [j.pk for j in stored]

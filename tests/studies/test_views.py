@@ -195,12 +195,12 @@ BAD_FORMS = [
     ),
     pytest.param(
         {"response_time_ms": "soon"},
-        views.ERROR_RESPONSE_TIME_FORMAT.format(value="soon"),
+        views.ERROR_RESPONSE_TIME_FORMAT.format(value="'soon'"),
         id="time-not-a-number",
     ),
     pytest.param(
         {"response_time_ms": None},
-        views.ERROR_RESPONSE_TIME_FORMAT.format(value=""),
+        views.ERROR_RESPONSE_TIME_FORMAT.format(value="''"),
         id="time-missing",
     ),
     pytest.param({"key": "tampered"}, views.ERROR_ASSIGNMENT_UNKNOWN, id="unknown-key"),

@@ -3,12 +3,11 @@
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
 from drawbench.studies import sql
 from drawbench.studies.models import (
@@ -26,6 +25,7 @@ from drawbench.studies.selectors import (
     RaterProgress,
     rater_progress,
 )
+from drawbench.studies.services import serving
 from drawbench.studies.services.errors import (
     ERROR_ANSWER_MISSING,
     ERROR_ANSWER_UNEXPECTED,
@@ -43,6 +43,7 @@ from drawbench.studies.services.errors import (
 from drawbench.studies.services.raters import rater_flags_refresh
 from drawbench.studies.services.serving import (
     NO_FREE_SLOT,
+    Lease,
     RaterCounts,
     comparison_slot_take,
     display_rng,
@@ -57,7 +58,89 @@ DISPLAYED_CHOICES: tuple[str, ...] = tuple(DisplayedChoice.values)
 # A page left open over a night still submits; beyond a day the number is no response time at all.
 MAX_RESPONSE_TIME_MS = 24 * 60 * 60 * 1000
 
-# --- answers ----------------------------------------------------------------------------------------------------
+KEY_MAX_LENGTH = 64
+CHOICE_MAX_LENGTH = 16
+ANSWER_INPUT_FIELDS = ("key", "answers", "response_time_ms", "include_next")
+ERROR_BODY_NOT_OBJECT = "The answer must be a JSON object with the fields {fields}."
+ERROR_FIELD_UNKNOWN = "Unknown field {field!r}: an answer has the fields {fields}."
+ERROR_FIELD_MISSING = "This field is required."
+ERROR_KEY = "The key must be the item's key: 1 to {max} printable ASCII characters."
+ERROR_ANSWERS_NOT_OBJECT = "The answers must be an object mapping each question to left, tie or right."
+ERROR_ANSWER_NOT_TEXT = "The answer to {question!r} must be one of left, tie, right; got {value}."
+ERROR_RESPONSE_TIME_TYPE = "The response time must be a whole number of milliseconds; got {value}."
+ERROR_INCLUDE_NEXT = "include_next must be true or false; got {value}."
+
+
+@dataclass(frozen=True)
+class AnswerInput:
+    """An answer as a rater sends it, its shape checked (answer_input): what it says is checked against the study by
+    answer_errors, on every write path."""
+
+    key: str
+    answers: dict[str, str]
+    response_time_ms: int
+    include_next: bool = True
+
+
+def _printable(value, max_length: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= max_length and value.isascii() and value.isprintable()
+
+
+def answer_input(body) -> AnswerInput:
+    """The one check of an answer's shape, for the JSON API and the form alike: a mapping with the key, the answers
+    ({question: choice}), the client's response time in ms and, optionally, include_next. Raises ValidationError
+    {field: [message]} that says what is wrong; nothing has been read from or written to the database."""
+    fields = ", ".join(ANSWER_INPUT_FIELDS)
+    if not isinstance(body, Mapping):
+        raise ValidationError({"non_field_errors": [ERROR_BODY_NOT_OBJECT.format(fields=fields)]})
+    errors: dict[str, list[str]] = {}
+    for name in body:
+        if name not in ANSWER_INPUT_FIELDS:
+            errors.setdefault(str(name)[:100], []).append(
+                ERROR_FIELD_UNKNOWN.format(field=str(name)[:100], fields=fields)
+            )
+    key, answers, time_ms = body.get("key"), body.get("answers"), body.get("response_time_ms")
+    include_next = body.get("include_next", True)
+    for name in ("key", "answers", "response_time_ms"):
+        if body.get(name) is None:
+            errors.setdefault(name, []).append(ERROR_FIELD_MISSING)
+    if key is not None and not _printable(key, KEY_MAX_LENGTH):
+        errors.setdefault("key", []).append(ERROR_KEY.format(max=KEY_MAX_LENGTH))
+    if answers is not None:
+        if not isinstance(answers, Mapping):
+            errors.setdefault("answers", []).append(ERROR_ANSWERS_NOT_OBJECT)
+        else:
+            for question, choice in answers.items():
+                if not _printable(choice, CHOICE_MAX_LENGTH):
+                    errors.setdefault("answers", []).append(
+                        ERROR_ANSWER_NOT_TEXT.format(question=str(question)[:50], value=_shown(choice))
+                    )
+    if time_ms is not None and (message := _response_time_error(time_ms)):
+        errors.setdefault("response_time_ms", []).append(message)
+    if type(include_next) is not bool:
+        errors.setdefault("include_next", []).append(ERROR_INCLUDE_NEXT.format(value=_shown(include_next)))
+    if errors:
+        raise ValidationError(errors)
+    return AnswerInput(key=key, answers=dict(answers), response_time_ms=time_ms, include_next=include_next)
+
+
+def _response_time_error(value) -> str | None:
+    """The rule for the response time a client reports (kept for analysis only: "too fast" is the server's clock):
+    a whole number of ms, from 0 to MAX_RESPONSE_TIME_MS."""
+    if type(value) is not int:
+        return ERROR_RESPONSE_TIME_TYPE.format(value=_shown(value))
+    if not 0 <= value <= MAX_RESPONSE_TIME_MS:
+        return ERROR_RESPONSE_TIME.format(max=MAX_RESPONSE_TIME_MS, value=_shown(value))
+    return None
+
+
+def _shown(value) -> str:
+    """A value as an error message quotes it: short, whatever it is (an integer of thousands of digits included)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "a number too long to show"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class Deferred(Sequence):
@@ -120,7 +203,9 @@ def practice_feedback(assignment: Assignment) -> str:
     return PRACTICE_FEEDBACK[assignment.gold_trial.kind].format(reference=reference, foil=foil)
 
 
-def _validate_answers(*, questions: Sequence[str], answers: Mapping[str, str], response_time_ms) -> list[str]:
+def answer_errors(*, questions: Sequence[str], answers: Mapping[str, str], response_time_ms) -> list[str]:
+    """The one validation of what an answer says, against the study's questions: every write path (the general one
+    and the one-statement answer) calls it before writing anything. Empty: valid."""
     errors = []
     for question in questions:
         if not answers.get(question):
@@ -130,12 +215,8 @@ def _validate_answers(*, questions: Sequence[str], answers: Mapping[str, str], r
             errors.append(ERROR_ANSWER_UNEXPECTED.format(question=question))
         elif choice and choice not in DISPLAYED_CHOICES:
             errors.append(ERROR_CHOICE_UNKNOWN.format(choice=choice, question=question))
-    if (
-        isinstance(response_time_ms, bool)
-        or not isinstance(response_time_ms, int)
-        or not 0 <= response_time_ms <= MAX_RESPONSE_TIME_MS
-    ):
-        errors.append(ERROR_RESPONSE_TIME.format(max=MAX_RESPONSE_TIME_MS, value=response_time_ms))
+    if message := _response_time_error(response_time_ms):
+        errors.append(message)
     return errors
 
 
@@ -238,11 +319,11 @@ def _assignment_submit_common(
     served as assignment_next_for_rater serves it. None: not the common case (nothing was written); the general
     path decides."""
     study = rater.study if Rater.study.is_cached(rater) else None
-    if connection.vendor != "postgresql" or study is None or study.status != Study.Status.OPEN or not key:
+    if study is None or study.status != Study.Status.OPEN or not key:
         return None
-    if _validate_answers(questions=study.questions, answers=answers, response_time_ms=response_time_ms):
+    if answer_errors(questions=study.questions, answers=answers, response_time_ms=response_time_ms):
         return None
-    now = timezone.now()
+    now = serving.rater_clock()
     choices = [
         (
             question,
@@ -258,9 +339,7 @@ def _assignment_submit_common(
         choices=choices,
         response_time_ms=response_time_ms,
         now=now,
-        lease_until=now + timedelta(seconds=study.assignment_timeout_s),
-        # An item shown with at least half its lease left keeps it (renewing is a write); else a new lease.
-        renew_before=now + timedelta(seconds=study.assignment_timeout_s / 2),
+        lease=Lease.at(study=study, now=now),
         study_version=getattr(rater, "study_version", None),
     )
     if fast is None:
@@ -319,19 +398,24 @@ def _assignment_submit(
         return _replay(assignment=assignment, answers=answers), counts
     if study.status != Study.Status.OPEN:
         raise StudyNotOpen(ERROR_STUDY_NOT_OPEN)
-    errors = _validate_answers(questions=study.questions, answers=answers, response_time_ms=response_time_ms)
+    errors = answer_errors(questions=study.questions, answers=answers, response_time_ms=response_time_ms)
     if errors:
         raise ValidationError(errors)
-    if assignment.released_at is not None:
+    if assignment.kind == Assignment.Kind.COMPARISON and (
+        assignment.released_at is not None or not assignment.holds_slot
+    ):
+        # Reclaimed, or a first item (which holds no slot until answered): it takes a slot now, if one is free.
         if not comparison_slot_take(comparison_id=assignment.comparison_id, study=study):
             raise AssignmentExpired(ERROR_ASSIGNMENT_EXPIRED, code="expired")
-        assignment.released_at = None
-        if counts.held is not None:
+        if assignment.released_at is not None and counts.held is not None:
             counts.held += 1
+        assignment.released_at, assignment.holds_slot = None, True
 
     judgments: list[Judgment] = []
     control_answers: list[ControlAnswer] = []
-    now = timezone.now()
+    now = serving.rater_clock()
+    # Shown by the response to the rater's previous answer, or when served if that came later (the server's clock).
+    assignment.shown_at = max(filter(None, (assignment.served_at, counts.last_answered_at)))
     if assignment.kind == Assignment.Kind.COMPARISON:
         left_is_a = assignment.left_model_id == locked.model_a_id
         choices = {question: _to_model_space(answers[question], left_is_a=left_is_a) for question in study.questions}
@@ -343,7 +427,9 @@ def _assignment_submit(
             # race ends in IntegrityError, turned into a clear message above): checking them again here would cost
             # a query each.
             judgment.full_clean(exclude=JUDGMENT_TRUSTED_FIELDS, validate_unique=False, validate_constraints=False)
-        sql.answer_record(assignment_id=assignment.pk, judgments=judgments, completed_at=now)
+        sql.answer_record(
+            assignment_id=assignment.pk, judgments=judgments, completed_at=now, shown_at=assignment.shown_at
+        )
     else:
         trial = assignment.gold_trial
         for question in study.questions:
@@ -362,11 +448,12 @@ def _assignment_submit(
             answer.full_clean(exclude=CONTROL_ANSWER_TRUSTED_FIELDS, validate_unique=False, validate_constraints=False)
             control_answers.append(answer)
         ControlAnswer.objects.bulk_create(control_answers)
-        sql.assignment_complete(assignment_id=assignment.pk, completed_at=now)
+        sql.assignment_complete(assignment_id=assignment.pk, completed_at=now, shown_at=assignment.shown_at)
     assignment.completed_at = now
-    if assignment.kind != Assignment.Kind.PRACTICE:
-        sql.rater_answered(rater_id=rater.pk)
-        counts.done += 1
+    counted = assignment.kind != Assignment.Kind.PRACTICE
+    sql.rater_answered(rater_id=rater.pk, at=now, counted=counted)
+    counts.done += counted
+    counts.last_answered_at = now
     outcome = SubmitOutcome(assignment=assignment, created=True, judgments=judgments, control_answers=control_answers)
     return outcome, counts
 

@@ -18,7 +18,7 @@ ERROR_CONSENT_REQUIRED = "Please read the consent information and tick the box t
 ERROR_ANSWER_MISSING = "Please answer the question: {text}"
 ERROR_ANSWER_UNEXPECTED = "Unexpected answer to {question!r}: this study does not ask that question."
 ERROR_CHOICE_UNKNOWN = "Unknown answer {choice!r} to {question!r}: expected one of left, tie, right."
-ERROR_RESPONSE_TIME = "The response time must be between 0 and {max} ms; got {value!r}."
+ERROR_RESPONSE_TIME = "The response time must be between 0 and {max} ms; got {value}."
 ERROR_OTHER_SESSION = (
     "This {platform} id started this study in another session: the link's {parameter} is not the one it started "
     "with. Open the study from the link of that session (or the browser you started in)."

@@ -36,7 +36,28 @@ ASSIGNMENT_TRUSTED_FIELDS = ("rater", "comparison", "gold_trial", "left_model")
 SWEEP_BATCH = 500
 
 
-# --- serving ----------------------------------------------------------------------------------------------------
+def rater_clock() -> datetime:
+    """The rater path's clock (serving and answering read it, nothing else): a seam for tests, as
+    contrib/auth/tokens.py leaves _now()."""
+    return timezone.now()
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The one lease rule of every path: a comparison is held until `until`; an item shown again (a reload, or the
+    next item of a batch) keeps its lease while at least half of it is left, else it gets a new one (renewing is a
+    write, and the answer path runs on every answer)."""
+
+    until: datetime
+    renew_before: datetime
+
+    @classmethod
+    def at(cls, *, study: Study, now: datetime) -> "Lease":
+        length = timedelta(seconds=study.assignment_timeout_s)
+        return cls(until=now + length, renew_before=now + length / 2)
+
+    def due(self, expires_at: datetime | None) -> bool:
+        return expires_at is None or expires_at < self.renew_before
 
 
 def display_rng() -> random.Random:
@@ -67,12 +88,14 @@ def assignments_release_expired(*, study: Study, now: datetime | None = None) ->
     release committed would find every slot taken and stop, while slots came free (seen: comparisons that never
     reached their target). Locked in id order, so that two releases never wait for each other.
     """
-    now = now or timezone.now()
+    now = now or rater_clock()
     expired = list(
         Assignment.objects.select_for_update(of=("self",))
         .filter(
             rater__study=study,
             kind=Assignment.Kind.COMPARISON,
+            # A first item holds no slot: there is nothing to give back.
+            holds_slot=True,
             completed_at__isnull=True,
             released_at__isnull=True,
             expires_at__lt=now,
@@ -99,18 +122,20 @@ def assignment_build(
     rng: random.Random,
     now: datetime,
     samples: list[tuple[int, int, str]] | None = None,
+    holds_slot: bool = True,
 ) -> Assignment:
     """Draw which model is on the left and which samples are shown, in which order: the assignment, not saved yet
     (sql.assignments_insert saves it).
 
     With more samples than the study shows per side, the shown ones are drawn at random among them. `samples`: the
-    comparison's (sample id, model id, storage name) when the caller has read them already. The storage names ride
-    along on the instance (`image_names`) so that showing it costs no query.
+    comparison's (sample id, model id, display name) when the caller has read them already. The display names ride
+    along on the instance (`image_names`) so that showing it costs no query. `holds_slot` False: the comparison's slot
+    was not taken (a rater's first item; see _batch_serve).
     """
     k = study.samples_per_side
     found: dict[int, list[tuple[int, str]]] = {comparison.model_a_id: [], comparison.model_b_id: []}
     if samples is None:
-        samples = sql.samples_of(prompt_id=comparison.prompt_id, model_ids=list(found))
+        samples = sql.samples_of(study_id=study.pk, prompt_id=comparison.prompt_id, model_ids=list(found))
     for sample_id, model_id, name in samples:
         found[model_id].append((sample_id, name))
     sides = []
@@ -134,7 +159,8 @@ def assignment_build(
         left_sample_ids=left_ids,
         right_sample_ids=right_ids,
         served_at=now,
-        expires_at=now + timedelta(seconds=study.assignment_timeout_s),
+        expires_at=Lease.at(study=study, now=now).until,
+        holds_slot=holds_slot,
     )
     # Not full_clean'd: every value was read from the database or drawn here (validating them cost more than the
     # rest of serving a batch).
@@ -168,14 +194,18 @@ def _assignment_build_control(
 @dataclass
 class RaterCounts:
     """Read with the rater's lock: items answered (practice aside), practice items served, comparisons held (not
-    reclaimed), and the study's comparisons and gold trials. A count the study's settings made moot when the lock
-    was taken is None; `complete` reads them all if the settings changed since."""
+    reclaimed), the study's comparisons and gold trials, the silent gold trials and comparisons the rater was served,
+    and when they last answered. A count the study's settings made moot when the lock was taken is None; `complete`
+    reads them all if the settings changed since."""
 
     done: int
     practice: int | None
     held: int | None
     comparisons: int
     gold_trials: int | None
+    gold_served: int | None = None
+    comparisons_served: int | None = None
+    last_answered_at: datetime | None = None
 
     @classmethod
     def of(cls, counts: tuple) -> "RaterCounts":
@@ -185,10 +215,11 @@ class RaterCounts:
         needed = (
             (study.practice_items and self.practice is None)
             or (study.max_comparisons_per_rater is not None and self.held is None)
-            or (study.gold_rate > 0 and self.gold_trials is None)
+            or (study.gold_rate > 0 and (self.gold_trials is None or self.gold_served is None))
         )
         if needed:
-            done, self.practice, self.held, _, self.gold_trials = sql.rater_counts(rater_id=rater_id)
+            counts = sql.rater_counts(rater_id=rater_id)
+            _, self.practice, self.held, _, self.gold_trials, self.gold_served, self.comparisons_served, _ = counts
         return self
 
     def progress(self, study: Study) -> RaterProgress:
@@ -247,11 +278,12 @@ def next_after_miss(*, rater: Rater, rng: random.Random) -> Assignment | None:
 def next_locked(*, rater: Rater, counts: RaterCounts, rng: random.Random, wait: bool):
     """assignment_next_for_rater's rules, under the rater's lock; NO_FREE_SLOT when a slot may still come free."""
     study = rater.study
-    now = timezone.now()
+    at = rater_clock()
     pending = assignment_pending_for_rater(rater=rater) if sql.pending_count(rater_id=rater.pk) else None
     if pending is not None:
-        if pending.kind == Assignment.Kind.COMPARISON:
-            pending.expires_at = now + timedelta(seconds=study.assignment_timeout_s)
+        lease = Lease.at(study=study, now=at)
+        if pending.kind == Assignment.Kind.COMPARISON and lease.due(pending.expires_at):
+            pending.expires_at = lease.until
             pending.save(update_fields=["expires_at"])
         return pending
 
@@ -259,14 +291,34 @@ def next_locked(*, rater: Rater, counts: RaterCounts, rng: random.Random, wait: 
         trial = gold_trial_unseen_for_rater(rater=rater, practice=True)
         if trial is not None:
             practice = _assignment_build_control(
-                rater=rater, trial=trial, kind=Assignment.Kind.PRACTICE, rng=rng, now=now
+                rater=rater, trial=trial, kind=Assignment.Kind.PRACTICE, rng=rng, now=at
             )
             sql.assignments_insert(assignments=[practice])
             return practice
-    batch = _batch_serve(rater=rater, counts=counts, rng=rng, wait=wait, now=now)
+    if counts.done == 0 and settings.DRAWBENCH_RATER_FIRST_ITEM_PROVISIONAL:
+        return _first_item(rater=rater, counts=counts, rng=rng, now=at)
+    batch = _batch_serve(rater=rater, counts=counts, rng=rng, wait=wait, now=at)
     if batch is None:
         return None
     return batch[0] if batch else NO_FREE_SLOT
+
+
+def _first_item(*, rater: Rater, counts: RaterCounts, rng: random.Random, now: datetime) -> Assignment | None:
+    """A rater who has answered nothing yet is served one comparison that holds no slot: it takes its comparison's
+    slot when it is answered (if the comparison still has room then). Visitors who open the study and leave, however
+    many, hold nothing that honest raters need; a first item is never a gold trial. None: nothing left for them."""
+    study = rater.study
+    if study.max_comparisons_per_rater is not None and counts.held >= study.max_comparisons_per_rater:
+        return None
+    picked = sql.comparison_pick(rater_id=rater.pk, study=study)
+    if picked is None:
+        return None
+    comparison, samples = picked
+    first = assignment_build(
+        rater=rater, study=study, comparison=comparison, rng=rng, now=now, samples=samples, holds_slot=False
+    )
+    sql.assignments_insert(assignments=[first])
+    return first
 
 
 def _batch_serve(
@@ -275,19 +327,21 @@ def _batch_serve(
     """Serve the rater a batch of settings.DRAWBENCH_RATER_BATCH items (fewer at their cap), under their lock: the
     items saved, in the order they will see them; None at their cap; empty when no slot is free.
 
-    A rater's first batch has a size drawn between 1 and the batch size (settings.DRAWBENCH_RATER_STAGGER): raters
+    A rater's first batch (after their first item) has a size drawn between 1 and the batch size
+    (settings.DRAWBENCH_RATER_STAGGER): raters
     who arrive together (a crowd platform's launch) and work at one pace would otherwise run out of their batches at
     the same moment, every batch, and claim their next ones all at once, contending for the same least-rated
     comparisons (on a 2-core machine, 64 such raters halved the answers served for 0.4 s every 2 s)."""
     study = rater.study
     size = settings.DRAWBENCH_RATER_BATCH
-    if counts.done == 0 and settings.DRAWBENCH_RATER_STAGGER:
+    # A rater's first batch comes after their first item when that item was provisional (see _first_item).
+    if counts.done == int(settings.DRAWBENCH_RATER_FIRST_ITEM_PROVISIONAL) and settings.DRAWBENCH_RATER_STAGGER:
         size = rng.randint(1, size)
     if study.max_comparisons_per_rater is not None:
         if counts.held >= study.max_comparisons_per_rater:
             return None
         size = min(size, study.max_comparisons_per_rater - counts.held)
-    batch = _batch_draw(rater=rater, study=study, size=size, rng=rng, wait=wait, now=now)
+    batch = _batch_draw(rater=rater, study=study, counts=counts, size=size, rng=rng, wait=wait, now=now)
     if batch:
         if counts.held is not None:
             counts.held += sum(assignment.kind == Assignment.Kind.COMPARISON for assignment in batch)
@@ -312,38 +366,45 @@ def rater_batch_prefetch(*, rater: Rater, rng: random.Random | None = None) -> l
                 return []
             if study.practice_items and counts.practice < study.practice_items:
                 return []
-            return _batch_serve(rater=locked, counts=counts, rng=rng, wait=False, now=timezone.now()) or []
+            if counts.done == 0 and settings.DRAWBENCH_RATER_FIRST_ITEM_PROVISIONAL:
+                return []
+            return _batch_serve(rater=locked, counts=counts, rng=rng, wait=False, now=rater_clock()) or []
     except StudyNotOpen:
         return []
 
 
 def _batch_draw(
-    *, rater: Rater, study: Study, size: int, rng: random.Random, wait: bool, now: datetime
+    *, rater: Rater, study: Study, counts: RaterCounts, size: int, rng: random.Random, wait: bool, now: datetime
 ) -> list[Assignment]:
-    """The rater's next `size` items (fewer when the study has fewer left for them), in the order they will see
-    them, not saved yet: each a silent gold trial with probability gold_rate (while the rater has unseen ones),
-    else a slot of a comparison, claimed here (see sql.comparisons_claim). Serving several at once spreads the
-    claim's cost over several answers; each holds its slot under the same lease, renewed when it is shown."""
-    slots = [not wait and bool(study.gold_rate) and rng.random() < study.gold_rate for _ in range(size)]
-    gold: list[Assignment] = []
-    for _ in range(sum(slots)):
-        trial = gold_trial_unseen_for_rater(rater=rater, exclude=[a.gold_trial_id for a in gold])
-        if trial is None:
-            break
-        gold.append(_assignment_build_control(rater=rater, trial=trial, kind=Assignment.Kind.GOLD, rng=rng, now=now))
-    claimed = sql.comparisons_claim(rater_id=rater.pk, study=study, wait=wait, limit=size - len(gold))
+    """The rater's next items, in the order they will see them, not saved yet: up to `size` comparisons, a slot of
+    each claimed here (see sql.comparisons_claim), with silent gold trials among them. Serving several at once
+    spreads the claim's cost over several answers; each holds its slot under the same lease, renewed when shown.
+
+    Gold: before each comparison, a gold trial the rater has not seen with probability gold_rate, only while it
+    keeps the rater's gold share within the rate, plus one (gold ≤ gold_rate × items + 1 at every point of what they
+    answer). No comparison left for them: no gold either (nothing would be left but controls)."""
+    claimed = sql.comparisons_claim(rater_id=rater.pk, study=study, wait=wait, limit=size)
     comparisons = [
         assignment_build(rater=rater, study=study, comparison=comparison, rng=rng, now=now, samples=samples)
         for comparison, samples in claimed
     ]
     rng.shuffle(comparisons)
-    # The gold trials where their slots fell among the comparisons (a slot with no unseen trial left took a
-    # comparison instead).
-    batch, gold_left, comparisons_left = [], iter(gold), iter(comparisons)
-    for is_gold in slots:
-        item = next(gold_left, None) if is_gold else None
-        item = item or next(comparisons_left, None)
-        if item is not None:
-            batch.append(item)
-    batch += [*gold_left, *comparisons_left]
+    if not study.gold_rate or wait:
+        return comparisons
+    gold_served, comparisons_served = counts.gold_served or 0, counts.comparisons_served or 0
+    batch: list[Assignment] = []
+    shown_trials: list[int] = []
+    for comparison in comparisons:
+        within_share = gold_served <= study.gold_rate * (gold_served + comparisons_served + 1)
+        if within_share and rng.random() < study.gold_rate:
+            trial = gold_trial_unseen_for_rater(rater=rater, exclude=shown_trials)
+            if trial is not None:
+                shown_trials.append(trial.pk)
+                batch.append(
+                    _assignment_build_control(rater=rater, trial=trial, kind=Assignment.Kind.GOLD, rng=rng, now=now)
+                )
+                gold_served += 1
+        batch.append(comparison)
+        comparisons_served += 1
+    counts.gold_served, counts.comparisons_served = gold_served, comparisons_served
     return batch

@@ -13,9 +13,8 @@ from drawbench.studies.models import (
     Question,
     Study,
 )
-from drawbench.studies.selectors import (
-    study_missing_samples,
-)
+from drawbench.studies.selectors import study_missing_samples, study_samples
+from drawbench.studies.services.display import study_display_prepare
 from drawbench.studies.services.gold import gold_trials_prepare
 from drawbench.studies.services.raters import rater_flags_refresh
 
@@ -228,8 +227,12 @@ def study_open(*, study: Study) -> Study:
     study.closed_at = None
     study.full_clean()
     study.save(update_fields=["status", "opened_at", "closed_at"])
+    samples = study_samples(study=study).values_list("id", "image")
+    display = study_display_prepare(study=study, samples=list(samples))
     if study.gold_rate > 0 or study.practice_items > 0:
-        gold_trials_prepare(study=study)
+        gold_trials_prepare(study=study, display=display)
+    if display is not None:
+        display.save()
     return study
 
 
