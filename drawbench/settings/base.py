@@ -142,14 +142,16 @@ MEDIA_ROOT = Path(env("DRAWBENCH_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 DRAWBENCH_STORAGE_BACKEND = env("DRAWBENCH_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
 STORAGES = {
     "default": {"BACKEND": DRAWBENCH_STORAGE_BACKEND},
-    # Without DEBUG, collectstatic writes compressed copies under content-hashed names that whitenoise serves with
-    # far-future caching (run `manage.py collectstatic` before serving: the Docker image does it when it is built).
+    # In production mode collectstatic writes compressed copies under content-hashed names that whitenoise serves with
+    # far-future caching (docker/install.sh runs it; the Docker image when it is built). Elsewhere whitenoise serves the
+    # apps' static folders as they are, with no collectstatic to run (WHITENOISE_USE_FINDERS).
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if DRAWBENCH_PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+WHITENOISE_USE_FINDERS = not DRAWBENCH_PRODUCTION
 if DRAWBENCH_STORAGE_BACKEND in ("s3", "storages.backends.s3.S3Storage"):
     # Credentials come from boto3's own sources (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, a role).
     STORAGES["default"] = {
