@@ -44,8 +44,8 @@ def query_parameters() -> list[str]:
         if serializer is not None:
             names.update(serializer().fields)
     names.update(PowerForm.base_fields)
-    # DRF's format override, the admin's search, ordering and login redirect.
-    names.update({"format", "q", "o", "next"})
+    # DRF's format override, the CSV exports' opt-out, the admin's search, ordering and login redirect.
+    names.update({"format", "spreadsheet_safe", "q", "o", "next"})
     return sorted(names)
 
 
