@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import multiprocessing
 import os
 import signal
@@ -101,7 +102,10 @@ class Fixture:
 
 def build_fixture(*, prompts: int, ratings: int, raters: int) -> Fixture:
     """The study the raters answer, and a second one whose assignments the ceiling writes judgments for."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
     from django.db import connection
+    from PIL import Image
 
     from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet, Sample
     from drawbench.studies.models import Assignment, Comparison, Rater
@@ -117,14 +121,18 @@ def build_fixture(*, prompts: int, ratings: int, raters: int) -> Fixture:
         for name in ("bench-a", "bench-b")
     ]
     prompt_ids = list(prompt_set.prompts.values_list("id", flat=True))
+    # One real image behind every sample: opening a study re-encodes what raters will see (once per source file).
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(buffer, format="PNG")
+    source = default_storage.save("samples/bench.png", ContentFile(buffer.getvalue()))
     Sample.objects.bulk_create(
         (
             Sample(
                 evaluated_model=model,
                 prompt_id=prompt_id,
                 index=index,
-                image=f"samples/{(digest := f'{model.pk:08x}{prompt_id:024x}{index:032x}')[:2]}/{digest}.png",
-                content_hash=digest,
+                image=source,
+                content_hash=f"{model.pk:08x}{prompt_id:024x}{index:032x}",
                 width=64,
                 height=64,
             )

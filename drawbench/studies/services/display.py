@@ -162,9 +162,16 @@ class DisplaySet:
         order = list(self._encoded)
         secrets.SystemRandom().shuffle(order)
         extension = EXTENSIONS[self.format]
+        stored: dict[Path, str] = {}
         for done, item in enumerate(order, start=1):
-            data = pad(item.path.read_bytes(), length, self.format)
-            file = default_storage.save(f"{self._namespace}/{secrets.token_hex(16)}.{extension}", ContentFile(data))
+            # Names that show the same encoded bytes (a gold copy of a sample, a source shared by several samples)
+            # share one file: a file is never sent under its own name.
+            if item.path not in stored:
+                data = pad(item.path.read_bytes(), length, self.format)
+                stored[item.path] = default_storage.save(
+                    f"{self._namespace}/{secrets.token_hex(16)}.{extension}", ContentFile(data)
+                )
+            file = stored[item.path]
             rows.append(
                 DisplayImage(
                     study=self.study,
