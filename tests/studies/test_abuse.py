@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from drawbench.dashboard.forms import StudyCreateForm
 from drawbench.studies import admin, views
 from drawbench.studies.models import Rater
+from drawbench.studies.platforms import PlatformIdentity
 from drawbench.studies.selectors import MESSAGE_NO_WORK
 from drawbench.studies.services import errors, raters
 from drawbench.studies.throttling import ERROR_START_THROTTLED
@@ -301,3 +302,21 @@ def test_the_minimum_is_set_on_the_new_study_form_and_in_the_admin():
     assert "min_answers_for_code" in StudyCreateForm.base_fields
     assert "min_answers_for_code" in StudyCreateForm.DEFAULTED
     assert "min_answers_for_code" in admin.STUDY_EDITABLE_FIELDS
+
+
+def test_losing_a_race_to_start_a_known_id_does_not_hand_its_rater_over(make_study, monkeypatch):
+    study = make_study(n_prompts=1)
+    Client().post(entry(study, external_id=PANEL_ID))
+    looked_up = []
+    real = raters.rater_returning
+
+    def not_there_yet_the_first_time(**kwargs):
+        # As if the owner's start committed between this visitor's look-up and its insert.
+        looked_up.append(kwargs)
+        return None if len(looked_up) == 1 else real(**kwargs)
+
+    monkeypatch.setattr(raters, "rater_returning", not_there_yet_the_first_time)
+
+    with pytest.raises(errors.OtherSession):
+        raters.rater_join(study=study, identity=PlatformIdentity(platform="external", external_id=PANEL_ID))
+    assert len(looked_up) == 2 and Rater.objects.count() == 1
