@@ -25,7 +25,6 @@ diagnostics (``rater_table``).
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
@@ -34,6 +33,7 @@ import pandas as pd
 from drawbench.results import agreement, intervals, ranking
 from drawbench.results.intervals import cluster as interval_cluster
 from drawbench.results.intervals import core as interval_core
+from drawbench.results.intervals import score as interval_score
 
 DEFAULT_INTERVAL_METHOD: intervals.Method = intervals.DEFAULT_METHOD
 DEFAULT_LEVEL = interval_core.DEFAULT_LEVEL
@@ -89,25 +89,16 @@ def method_uses_resamples(method: str) -> bool:
 
 
 def wilson_interval(successes: float, n: int, *, confidence: float = DEFAULT_LEVEL) -> tuple[float, float]:
-    """Wilson score interval for a proportion p̂ = successes / n (Wilson 1927; Agresti & Coull 1998).
-
-    With z the two-sided normal quantile, the interval is
-    (p̂ + z²/2n ± z·sqrt(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n).
-    ``successes`` may be fractional (a score with ties as half); the formula then treats p̂ as a proportion.
-    """
+    """Wilson score interval for a proportion p̂ = successes / n (Wilson 1927; Agresti & Coull 1998), by
+    statsmodels' ``proportion_confint``. ``successes`` may be fractional (a score with ties as half)."""
     if n <= 0:
         raise ValueError(f"Wilson interval needs at least one observation, got n={n}.")
     if not 0 <= successes <= n:
         raise ValueError(f"Wilson interval needs 0 <= successes <= n, got successes={successes}, n={n}.")
     if not 0 < confidence < 1:
         raise ValueError(f"Confidence must lie strictly between 0 and 1, got {confidence}.")
-    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-    p = successes / n
-    z2 = z * z
-    denominator = 1 + z2 / n
-    center = (p + z2 / (2 * n)) / denominator
-    half_width = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
-    return max(0.0, center - half_width), min(1.0, center + half_width)
+    low, high = interval_score.wilson_bounds(np.array(successes / n), np.array(float(n)), confidence)
+    return float(low), float(high)
 
 
 def _number(value: Any) -> float | None:
