@@ -45,6 +45,8 @@ def make_study() -> Callable[..., Study]:
         models = list(models) if models is not None else [EvaluatedModelFactory() for _ in range(n_models)]
         for model in models:
             add_samples(model=model, prompts=prompts, count=samples)
+        # Small display images: opening a study re-encodes every sample (the tests' are 16 × 16 anyway).
+        study_kwargs.setdefault("display_size", 64)
         study = study_create(
             name=study_kwargs.pop("name", "A study"), prompt_set=prompt_set, evaluated_models=models, **study_kwargs
         )

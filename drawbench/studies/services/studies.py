@@ -10,6 +10,7 @@ from django.utils import timezone
 from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet
 from drawbench.studies.models import (
     Comparison,
+    DisplayFormat,
     Question,
     Study,
 )
@@ -31,6 +32,10 @@ ERROR_QUESTION_UNKNOWN = "Unknown question {question!r}; known questions: {known
 ERROR_QUESTION_REPEATED = "Question {question!r} is listed more than once."
 ERROR_NOT_POSITIVE = "{field} must be a positive whole number; got {value!r}."
 ERROR_NOT_NEGATIVE = "{field} must be a whole number, 0 or more; got {value!r}."
+ERROR_NOT_WITHIN = "{field} must be a whole number from {low} to {high}; got {value!r}."
+ERROR_NOT_ONE_OF = "{field} must be one of {choices}; got {value!r}."
+# Pixels (square) every image of a study is shown at: the study's DisplayImage constraint.
+DISPLAY_SIZE_RANGE = (16, 2048)
 ERROR_NOT_FRACTION = "{field} must be a number from 0 to 1; got {value!r}."
 
 ERROR_STATUS_TRANSITION = "Study {study!r} is {status}; it cannot be {action}."
@@ -50,6 +55,16 @@ def _not_negative(field: str, value) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return ERROR_NOT_NEGATIVE.format(field=field, value=value)
     return None
+
+
+def _within(field: str, value, bounds: tuple[int, int]) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not bounds[0] <= value <= bounds[1]:
+        return ERROR_NOT_WITHIN.format(field=field, low=bounds[0], high=bounds[1], value=value)
+    return None
+
+
+def _one_of(field: str, value, choices: list[str]) -> str | None:
+    return None if value in choices else ERROR_NOT_ONE_OF.format(field=field, choices=", ".join(choices), value=value)
 
 
 def _fraction(field: str, value) -> str | None:
@@ -79,6 +94,8 @@ def study_create(
     completion_code: str | None = None,
     min_answers_for_code: int = 1,
     completion_url: str = "",
+    display_size: int = 512,
+    display_format: str = DisplayFormat.JPEG,
     created_by=None,
 ) -> Study:
     """Create a draft study and its comparisons: each prompt of the categories × each unordered pair of models.
@@ -136,6 +153,8 @@ def study_create(
         ("practice_items", _not_negative("practice_items", practice_items)),
         ("min_response_time_ms", _not_negative("min_response_time_ms", min_response_time_ms)),
         ("min_answers_for_code", _not_negative("min_answers_for_code", min_answers_for_code)),
+        ("display_size", _within("display_size", display_size, DISPLAY_SIZE_RANGE)),
+        ("display_format", _one_of("display_format", display_format, DisplayFormat.values)),
         ("assignment_timeout_s", _positive("assignment_timeout_s", assignment_timeout_s)),
         ("gold_rate", _fraction("gold_rate", gold_rate)),
         ("min_gold_accuracy", _fraction("min_gold_accuracy", min_gold_accuracy)),
@@ -170,6 +189,8 @@ def study_create(
         assignment_timeout_s=assignment_timeout_s,
         min_answers_for_code=min_answers_for_code,
         completion_url=completion_url,
+        display_size=display_size,
+        display_format=display_format,
         created_by=created_by,
     )
     if completion_code is not None:
