@@ -136,12 +136,17 @@ def cross_validated_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *
     classifier must generalise from what it receives, not recognise an image it has seen labelled."""
     spread = x.std(axis=0)
     x = (x[:, spread > 0] - x[:, spread > 0].mean(axis=0)) / spread[spread > 0]
+    rng = np.random.default_rng(0)
     labels = np.unique(groups)
-    np.random.default_rng(0).shuffle(labels)
+    rng.shuffle(labels)
     correct = 0
     for fold_groups in np.array_split(labels, folds):
         test = np.flatnonzero(np.isin(groups, fold_groups))
         train = np.flatnonzero(~np.isin(groups, fold_groups))
+        # Balanced training classes: holding out whole groups of one class would otherwise tilt the rest towards
+        # the other, and a classifier that learnt nothing would score below chance.
+        per_class = min(np.sum(y[train] == 0), np.sum(y[train] == 1))
+        train = np.concatenate([rng.choice(train[y[train] == c], size=per_class, replace=False) for c in (0, 1)])
         for i in test:
             if x.shape[1] == 0:
                 guess = np.bincount(y[train], minlength=2).argmax()
@@ -152,7 +157,9 @@ def cross_validated_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *
     return correct / len(y)
 
 
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson(p: float, n: int, z: float = 3.29) -> tuple[float, float]:
+    """Wilson's interval for a proportion; 99.9% by default, so that a classifier at chance fails the test about
+    once in a thousand runs (a 95% interval would leave out the truth, 0.5, in one run of twenty)."""
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return centre - half, centre + half
@@ -163,7 +170,7 @@ def test_a_classifier_on_everything_but_the_pixels_cannot_tell_the_model_or_a_go
     study = two_model_study
     browser = Client()
     sides, side_models, side_groups, items, item_gold, item_groups, all_headers = [], [], [], [], [], [], set()
-    for visitor in range(16):
+    for visitor in range(24):
         start = APIClient(REMOTE_ADDR=f"192.0.2.{visitor + 1}").post(
             reverse("api-rater-start", args=[study.rater_token]), {}, format="json"
         )
@@ -209,7 +216,7 @@ def test_a_classifier_on_everything_but_the_pixels_cannot_tell_the_model_or_a_go
         np.array(items, dtype=float)[chosen], gold[chosen], np.array(item_groups)[chosen]
     )
 
-    print(f"which model: {model_accuracy:.3f} of {len(side_models)} sides; is gold: {gold_accuracy:.3f} of {len(chosen)}")
+    print(f"which model: {model_accuracy:.3f} of {len(side_models)}; is gold: {gold_accuracy:.3f} of {len(chosen)}")
     for accuracy, n in ((model_accuracy, len(side_models)), (gold_accuracy, len(chosen))):
         low, high = wilson(accuracy, n)
         assert accuracy <= 0.6 and low <= 0.5 <= high, (accuracy, n, low, high)
