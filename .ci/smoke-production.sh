@@ -21,7 +21,7 @@ export DJANGO_SECRET_KEY
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export CELERY_BROKER_URL=redis://127.0.0.1:6379/13 DRAWBENCH_CACHE_URL=redis://127.0.0.1:6379/14
 export DRAWBENCH_VAR_DIR="$work/var" DRAWBENCH_STATIC_ROOT="$work/static" DRAWBENCH_MEDIA_ROOT="$work/media"
-export DRAWBENCH_LOG_LEVEL=ERROR
+export DRAWBENCH_LOG_LEVEL=ERROR DJANGO_SETTINGS_MODULE=drawbench.settings.base
 
 docker/install.sh web
 port="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -49,19 +49,36 @@ for model, shade in (("smoke-a", 40), ("smoke-b", 200)):
             (root / model / str(position)).mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (64, 64), (shade, 60 * position, 90 * k)).save(root / model / str(position) / f"{k}.png")
 PY
-for _ in $(seq 120); do
-  "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/healthz/', timeout=2)" 2>/dev/null && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/web.log"; echo "smoke: the server exited"; exit 1; }
-  sleep 0.5
-done
-"$PY" manage.py load_prompts csv --path "$work/data/prompts.csv" --slug smoke >/dev/null
-for model in smoke-a smoke-b; do
-  "$PY" manage.py import_samples --model "$model" --prompt-set smoke --folder "$work/data/$model" \
-    --samples-per-prompt 2 --create-model >/dev/null
-done
+"$PY" - "http://127.0.0.1:$port/healthz/" "$server" <<'PY' || { cat "$work/web.log"; exit 1; }
+import os, sys, time, urllib.request
+url, server = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 120
+while True:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        break
+    except OSError:
+        os.kill(server, 0)  # raises once the server has exited
+        if time.monotonic() > deadline:
+            sys.exit("smoke: the server did not answer /healthz/ within 120 s")
+        time.sleep(0.3)
+PY
+# The researcher's commands (load_prompts, import_samples --create-model, createsuperuser), in one process.
 password="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(16))')"
-DJANGO_SUPERUSER_PASSWORD="$password" "$PY" manage.py createsuperuser --noinput --username smoke-admin \
-  --email smoke@example.org >/dev/null
+DJANGO_SUPERUSER_PASSWORD="$password" "$PY" - "$work/data" <<'PY'
+import io, sys
+import django
+django.setup()
+from django.core.management import call_command
+data, quiet = sys.argv[1], io.StringIO()
+call_command("load_prompts", "csv", "--path", f"{data}/prompts.csv", "--slug", "smoke", stdout=quiet, stderr=quiet)
+for model in ("smoke-a", "smoke-b"):
+    call_command(
+        "import_samples", "--model", model, "--prompt-set", "smoke", "--folder", f"{data}/{model}",
+        "--samples-per-prompt", "2", "--create-model", stdout=quiet,
+    )
+call_command("createsuperuser", "--noinput", "--username", "smoke-admin", "--email", "smoke@example.org", stdout=quiet)
+PY
 
 if ! "$PY" .ci/smoke.py "http://127.0.0.1:$port" smoke-admin "$password"; then
   echo "smoke: server log:"
