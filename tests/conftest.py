@@ -28,6 +28,6 @@ def _no_hub() -> None:
 @pytest.fixture(autouse=True)
 def _fresh_token_lookups() -> None:
     """The rater token authentication remembers recent lookups per process; each test starts without them."""
-    from drawbench.studies.authentication import forget_tokens
+    from drawbench.studies import authentication
 
-    forget_tokens()
+    authentication._TOKENS.clear()

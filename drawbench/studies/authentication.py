@@ -57,11 +57,6 @@ def rater_for_token(token: str) -> Rater | None:
     return rater
 
 
-def forget_tokens() -> None:
-    """Drop every remembered token (tests; a deployment never needs to)."""
-    _TOKENS.clear()
-
-
 def session_rater_ids(session) -> list[int]:
     return [value for key, value in session.items() if key.startswith(RATER_SESSION_PREFIX) and isinstance(value, int)]
 
