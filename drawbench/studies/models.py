@@ -480,9 +480,9 @@ class DisplayImage(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["study", "sample"], condition=Q(sample__isnull=False), name="displayimage_unique_study_sample"
-            ),
+            # Not partial: gold copies have no sample (NULLs never collide), and the answer path's lookup by study
+            # and sample id (sql.answer_and_next) needs an index the planner takes without proving NOT NULL.
+            models.UniqueConstraint(fields=["study", "sample"], name="displayimage_unique_study_sample"),
         ]
 
     def __str__(self) -> str:
