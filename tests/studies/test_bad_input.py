@@ -171,16 +171,24 @@ def test_the_strict_parser_reads_what_json_loads_reads(value):
     assert loads_strict(raw) == json.loads(raw)
 
 
-def test_brackets_inside_strings_do_not_count_towards_the_depth():
-    raw = json.dumps({"caption": "[" * 1000 + "{" * 1000}).encode()
+@pytest.mark.parametrize("text", ["[" * 1000 + "{" * 1000, '\\"[[[', '\\\\"]]]', '\\\\\\"{{{ \\', "é [ \u2028 ]]]"])
+def test_brackets_inside_strings_do_not_count_towards_the_depth(text):
+    raw = json.dumps({"caption": [text, {"x": text}]}).encode()
 
-    assert nesting_depth(raw) == 1
-    assert loads_strict(raw) == {"caption": "[" * 1000 + "{" * 1000}
+    assert nesting_depth(raw) == 3
+    assert loads_strict(raw) == json.loads(raw)
 
 
 @pytest.mark.parametrize(
     ("raw", "depth"),
-    [(b"1", 0), (b"[]", 1), (b'{"a": [[], {}]}', 3), (b"[" * 33 + b"]" * 33, MAX_DEPTH + 1), (b"[}", None)],
+    [
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [[], {}]}', 3),
+        (b"[" * 33 + b"]" * 33, MAX_DEPTH + 1),
+        (b"[[", None),
+        (b"][", None),
+    ],
 )
 def test_nesting_depth(raw, depth):
     assert nesting_depth(raw) == depth
