@@ -21,6 +21,7 @@ from drawbench.results import stats
 from drawbench.results.apis import StudyJudgmentListApi, StudyRankingApi, StudyResultsApi, _finite_or_null
 from drawbench.results.renderers import csv_bytes
 from drawbench.results.selectors import JUDGMENT_COLUMN_DESCRIPTIONS, JUDGMENT_COLUMNS, study_results
+from drawbench.results.stats import methods_text
 from drawbench.studies.models import Study
 
 JUDGMENTS_FILE = "judgments.csv"
@@ -45,44 +46,6 @@ for name in dates:
 judgments = judgments.astype(dtypes)
 """
 SOFTWARE = ("django", "numpy", "scipy", "pandas", "statsmodels")
-
-
-def methods_text(results: dict[str, Any]) -> str:
-    """The methods paragraph of a study's results, with citations: estimator, interval, clusters, strata, df,
-    exclusions, rankings. Shown on the results page and written into the bundle."""
-    level = round(100 * results["level"])
-    exclusions = (
-        "Judgments flagged as excluded were "
-        + ("included" if results["include_excluded"] else "left out")
-        + "; judgments of raters flagged by quality control were "
-        + ("left out" if results["exclude_flagged_raters"] else "kept")
-        + f" ({results['n_judgments']} judgments used)."
-    )
-    interval = {
-        "two_way_cluster_t": (
-            f"{level}% intervals are score intervals on the design-effect-adjusted effective sample size (Kish 1965; "
-            "Korn & Graubard 1998), with the variance from a two-way cluster-robust estimator over prompts and "
-            "raters (Cameron, Gelbach & Miller 2011) on residuals from category means, categories as strata, "
-            "and a Student-t reference whose degrees of freedom are Welch–Satterthwaite's over the variance "
-            "components, floored at min(prompts − strata, raters − 1). Where no variation is observed the "
-            "effective n is min(prompts, raters) and the standard error is reported as undefined."
-        ),
-    }.get(
-        results["method"],
-        f"{level}% intervals by {results['method']}: {results['method_label']}"
-        + (f" (B = {results['B']}, seed {results['seed']})." if results.get("B") else "."),
-    )
-    return (
-        "Each judgment compares two sets of images of one prompt and answers A, tie or B. The preference score is "
-        "s = share A + ½·share tie (a tie scores ½ for each model; Davidson 1970), reported with all three shares "
-        f"overall and per prompt category. {interval} {exclusions} Rankings of three or more models are "
-        "Bradley–Terry (a tie scores ½) and Davidson (1970) fits by maximum likelihood, with percentile "
-        "intervals from a prompt-cluster bootstrap stratified by category; a resample without a finite maximum "
-        "(Zermelo 1929) is refitted with one virtual judgment per pair. Models whose intervals overlap share a "
-        "tier. The fragility audit counts the fewest judgments whose removal reverses an order, by approximate "
-        "maximum-influence perturbation (Broderick, Giordano & Meager 2020) confirmed by refitting. Target "
-        f"population: {results['target']}."
-    )
 
 
 def judgments_dictionary() -> dict[str, Any]:

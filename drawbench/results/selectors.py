@@ -12,7 +12,9 @@ from django.db import connection
 from django.db.models import BigIntegerField, CharField, Exists, F, Func, OuterRef, Value
 from django.db.models.functions import Concat
 
+from drawbench.catalog.models import Sample
 from drawbench.results import stats
+from drawbench.results.models import JudgeScore
 from drawbench.studies.models import Assignment, Judgment, JudgmentExclusion, Question, RaterFlag, Study
 
 # Export columns, in order, with their pandas dtypes (the CSV loads back into the same ones).
@@ -168,6 +170,7 @@ def study_results(
     with_ranking: bool = True,
     with_raters: bool = True,
     compare_flagged: bool = False,
+    judge_inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The results of ``study`` from its judgments (one query); see ``results_from_frame``."""
     return results_from_frame(
@@ -184,6 +187,7 @@ def study_results(
         with_ranking=with_ranking,
         with_raters=with_raters,
         compare_flagged=compare_flagged,
+        judge_inputs=judge_inputs,
     )
 
 
@@ -242,6 +246,7 @@ def results_from_frame(
     with_ranking: bool = True,
     with_raters: bool = True,
     compare_flagged: bool = False,
+    judge_inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Results per question and pair of models, overall and per category, from a frame with ``excluded``.
 
@@ -299,7 +304,7 @@ def results_from_frame(
             )
 
     uses_resamples = stats.method_uses_resamples(method)
-    return {
+    results = {
         "study_id": study_id,
         "study_name": study_name,
         "include_excluded": include_excluded,
@@ -327,6 +332,10 @@ def results_from_frame(
         "position_bias": stats.study_position_bias(used, level=level),
         "flagged_comparison": flagged_comparison,
     }
+    results["methods"] = stats.methods_text(results)
+    # Automatic judges, by PPI++ beside (never instead of) the human-only rows: see stats.ppi_tables.
+    results["ppi"] = stats.ppi_tables(used, judge_inputs, questions=questions, level=level) if judge_inputs else []
+    return results
 
 
 def study_ranking(
@@ -364,3 +373,36 @@ def _question_label(value: str) -> str:
         return Question(value).label
     except ValueError:
         return value
+
+
+def study_judge_inputs(*, study: Study) -> dict[str, Any]:
+    """What PPI needs beside the judgments: the stored judge scores of the study's samples and the study's sample
+    sets (every complete set of ``samples_per_side`` samples per prompt and model, by sample index), as
+    ``{"scores": {(judge, question): {sample_id: score}}, "sets": DataFrame}``. One query when no judge has scored
+    the study's samples, three otherwise."""
+    samples = Sample.objects.filter(
+        prompt__prompt_set=study.prompt_set, evaluated_model__in=study.evaluated_models.all()
+    )
+    if study.categories:
+        samples = samples.filter(prompt__category__in=study.categories)
+    scores: dict[tuple[str, str], dict[int, float]] = {}
+    for judge, question, sample, score in JudgeScore.objects.filter(sample__in=samples).values_list(
+        "judge", "question", "sample_id", "score"
+    ):
+        scores.setdefault((judge, question), {})[sample] = score
+    if not scores:
+        return {"scores": {}, "sets": pd.DataFrame()}
+    rows = samples.annotate(model_label=_model_label("evaluated_model")).values_list(
+        "id", "prompt_id", "prompt__category", "model_label", "index"
+    )
+    frame = pd.DataFrame.from_records(list(rows), columns=["sample_id", "prompt_id", "category", "model", "index"])
+    size = study.samples_per_side
+    frame["set_index"] = frame["index"] // size
+    sets = (
+        frame.sort_values("index")
+        .groupby(["prompt_id", "category", "model", "set_index"], sort=True)["sample_id"]
+        .agg(tuple)
+        .reset_index()
+    )
+    sets = sets[sets["sample_id"].map(len) == size].rename(columns={"sample_id": "sample_ids"})
+    return {"scores": scores, "sets": sets.reset_index(drop=True)}

@@ -24,15 +24,17 @@ diagnostics (``rater_table``).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from drawbench.results import agreement, intervals, ranking
+from drawbench.results import agreement, intervals, judges, ranking
 from drawbench.results.intervals import cluster as interval_cluster
 from drawbench.results.intervals import core as interval_core
+from drawbench.results.intervals import ppi as interval_ppi
 from drawbench.results.intervals import score as interval_score
 
 DEFAULT_INTERVAL_METHOD: intervals.Method = intervals.DEFAULT_METHOD
@@ -481,3 +483,169 @@ def study_position_bias(frame: pd.DataFrame, *, level: float = DEFAULT_LEVEL) ->
         "method": bias.method,
         "level": bias.level,
     }
+
+
+def methods_text(results: dict[str, Any]) -> str:
+    """The methods paragraph of a study's results, with citations: estimator, interval, clusters, strata, df,
+    exclusions, rankings. Shown on the results page and written into the bundle."""
+    level = round(100 * results["level"])
+    exclusions = (
+        "Judgments flagged as excluded were "
+        + ("included" if results["include_excluded"] else "left out")
+        + "; judgments of raters flagged by quality control were "
+        + ("left out" if results["exclude_flagged_raters"] else "kept")
+        + f" ({results['n_judgments']} judgments used)."
+    )
+    interval = {
+        "two_way_cluster_t": (
+            f"{level}% intervals are score intervals on the design-effect-adjusted effective sample size (Kish 1965; "
+            "Korn & Graubard 1998), with the variance from a two-way cluster-robust estimator over prompts and "
+            "raters (Cameron, Gelbach & Miller 2011) on residuals from category means, categories as strata, "
+            "and a Student-t reference whose degrees of freedom are Welch–Satterthwaite's over the variance "
+            "components, floored at min(prompts − strata, raters − 1). Where no variation is observed the "
+            "effective n is min(prompts, raters) and the standard error is reported as undefined."
+        ),
+    }.get(
+        results["method"],
+        f"{level}% intervals by {results['method']}: {results['method_label']}"
+        + (f" (B = {results['B']}, seed {results['seed']})." if results.get("B") else "."),
+    )
+    return (
+        "Each judgment compares two sets of images of one prompt and answers A, tie or B. The preference score is "
+        "s = share A + ½·share tie (a tie scores ½ for each model; Davidson 1970), reported with all three shares "
+        f"overall and per prompt category. {interval} {exclusions} Rankings of three or more models are "
+        "Bradley–Terry (a tie scores ½) and Davidson (1970) fits by maximum likelihood, with percentile "
+        "intervals from a prompt-cluster bootstrap stratified by category; a resample without a finite maximum "
+        "(Zermelo 1929) is refitted with one virtual judgment per pair. Models whose intervals overlap share a "
+        "tier. The fragility audit counts the fewest judgments whose removal reverses an order, by approximate "
+        "maximum-influence perturbation (Broderick, Giordano & Meager 2020) confirmed by refitting. Target "
+        f"population: {results['target']}."
+    )
+
+
+PPI_METHOD = interval_ppi.PPI_METHOD
+PPI_CASE_BEYOND = "beyond"
+PPI_CASE_SAME = "same"
+
+
+def _displayed_sets(part: pd.DataFrame) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Model A's and model B's displayed sample ids per judgment (in model space, from the display sides)."""
+    left = [tuple(json.loads(ids)) for ids in part["left_sample_ids"]]
+    right = [tuple(json.loads(ids)) for ids in part["right_sample_ids"]]
+    a_left = (part["model_left"] == part["model_a"]).to_numpy()
+    sets_a = [lt if flag else rt for lt, rt, flag in zip(left, right, a_left, strict=True)]
+    sets_b = [rt if flag else lt for lt, rt, flag in zip(left, right, a_left, strict=True)]
+    return sets_a, sets_b
+
+
+def ppi_pair(
+    part: pd.DataFrame, sets: pd.DataFrame, scores: dict[int, float], *, level: float = DEFAULT_LEVEL
+) -> dict[str, Any]:
+    """PPI++ for one question × pair of models (``part``: its judgments in one orientation, with display sides and
+    sample ids) with a judge's per-sample ``scores`` and the study's sample ``sets`` (``selectors.study_judge_inputs``).
+
+    Each human judgment's judge score is ``judges.comparison_score`` of the two sets it showed; the judge-only
+    comparisons are every prompt's pairs of complete sample sets (set k of model A against set k of model B).
+    ``case`` says whether the judge covers comparisons beyond those humans rated (``beyond``) or only the same ones
+    (``same``: PPI can save almost nothing there). ``error`` instead of numbers where PPI cannot run.
+    """
+    model_a, model_b = part["model_a"].iloc[0], part["model_b"].iloc[0]
+    base = {"model_a": model_a, "model_b": model_b, "n": len(part), "method": PPI_METHOD, "level": level}
+    if "left_sample_ids" not in part.columns:
+        return {**base, "error": "the judgments carry no displayed sample ids"}
+    sets_a, sets_b = _displayed_sets(part)
+    missing = {i for ids in (*sets_a, *sets_b) for i in ids if i not in scores}
+    if any(not ids for ids in (*sets_a, *sets_b)) or missing:
+        return {**base, "error": "the judge has not scored every displayed sample"}
+    f_labeled = np.array(
+        [
+            judges.comparison_score([scores[i] for i in a], [scores[i] for i in b])
+            for a, b in zip(sets_a, sets_b, strict=True)
+        ]
+    )
+    own = sets[sets["model"].isin([model_a, model_b])]
+    pivot = own.pivot_table(
+        index=["prompt_id", "category", "set_index"], columns="model", values="sample_ids", aggfunc="first"
+    )
+    if model_a not in pivot.columns or model_b not in pivot.columns:
+        return {**base, "error": "no complete sample sets of both models"}
+    pivot = pivot.dropna(subset=[model_a, model_b]).reset_index()
+    pivot = pivot[pivot["category"].isin(set(part["category"]))]
+    scored = np.array(
+        [all(i in scores for i in (*a, *b)) for a, b in zip(pivot[model_a], pivot[model_b], strict=True)], dtype=bool
+    )
+    pivot = pivot[scored] if len(pivot) else pivot
+    f_unlabeled = np.array(
+        [
+            judges.comparison_score([scores[i] for i in a], [scores[i] for i in b])
+            for a, b in zip(pivot[model_a], pivot[model_b], strict=True)
+        ]
+    )
+    shown = {(p, frozenset(a), frozenset(b)) for p, a, b in zip(part["prompt_id"], sets_a, sets_b, strict=True)}
+    beyond = sum(
+        (p, frozenset(a), frozenset(b)) not in shown
+        for p, a, b in zip(pivot["prompt_id"], pivot[model_a], pivot[model_b], strict=True)
+    )
+    categories = sorted(set(part["category"]))
+    category_index = {name: index for index, name in enumerate(categories)}
+    prompts = pd.concat([part[["prompt_id", "category"]], pivot[["prompt_id", "category"]]]).drop_duplicates(
+        "prompt_id"
+    )
+    prompts = prompts.assign(code=prompts["category"].map(category_index)).sort_values(["code", "prompt_id"])
+    prompt_index = dict(zip(prompts["prompt_id"], range(len(prompts)), strict=True))
+    rater_codes, _ = pd.factorize(part["rater_id"])
+    layout = interval_ppi.ppi_layout(
+        prompts["code"].to_numpy(),
+        part["prompt_id"].map(prompt_index).to_numpy(),
+        rater_codes,
+        pivot["prompt_id"].map(prompt_index).to_numpy(),
+        tuple(categories),
+    )
+    y = part["choice"].map({"A": 1.0, "tie": 0.5, "B": 0.0}).to_numpy()
+    result = interval_ppi.ppi_batch(y, np.concatenate([f_labeled, f_unlabeled]), layout, len(part), level=level)
+    human_se, ppi_se = float(result.human_se[0, 0]), float(result.se[0, 0])
+    return {
+        **base,
+        "error": None,
+        "N": int(len(pivot)),
+        "N_beyond": int(beyond),
+        "case": PPI_CASE_BEYOND if beyond else PPI_CASE_SAME,
+        "human_s": float(result.human_estimate[0, 0]),
+        "human_se": _number(human_se),
+        "s": float(result.estimate[0, 0]),
+        "ci_low": _number(result.low[0, 0]),
+        "ci_high": _number(result.high[0, 0]),
+        "se": _number(ppi_se),
+        "df": _number(result.df[0, 0]),
+        "lam": float(result.lam[0, 0]),
+        "gain": human_se**2 / ppi_se**2 if ppi_se > 0 else None,
+    }
+
+
+def ppi_tables(
+    frame: pd.DataFrame,
+    judge_inputs: dict[str, Any],
+    *,
+    questions: list[str] | None = None,
+    level: float = DEFAULT_LEVEL,
+) -> list[dict[str, Any]]:
+    """PPI++ beside human-only for every stored judge × its question × pair of models: one entry per judge and
+    question, {"judge", "question", "rows": [``ppi_pair``]}; empty without judge scores."""
+    if frame.empty or not judge_inputs.get("scores"):
+        return []
+    oriented = pairs_orient(frame)
+    out = []
+    order = list(questions or [])
+    for (judge, question), scores in sorted(
+        judge_inputs["scores"].items(),
+        key=lambda item: (order.index(item[0][1]) if item[0][1] in order else 99, item[0]),
+    ):
+        part = oriented[oriented["question"] == question]
+        if part.empty:
+            continue
+        rows = [
+            ppi_pair(pair, judge_inputs["sets"], scores, level=level)
+            for _, pair in part.groupby(["model_a", "model_b"], sort=True)
+        ]
+        out.append({"judge": judge, "question": question, "rows": rows})
+    return out

@@ -14,7 +14,7 @@ from django.utils.html import escape
 from drawbench.results import simulate, stats
 from drawbench.results.forms import PowerForm
 from drawbench.results.plots import figure_bytes, power_figure, preference_figure
-from drawbench.results.selectors import study_results
+from drawbench.results.selectors import study_judge_inputs, study_results
 from drawbench.studies.models import Study
 from drawbench.studies.roles import results_viewer_required
 
@@ -80,6 +80,7 @@ def study_results_page(request: HttpRequest, study_id: int) -> HttpResponse:
             exclude_flagged_raters=exclude_flagged,
             method=method,
             compare_flagged=True,
+            judge_inputs=study_judge_inputs(study=study),
         ),
         "query": _query(include_excluded=include_excluded, exclude_flagged=exclude_flagged, method=method),
         "method_links": method_links,
