@@ -6,6 +6,7 @@ import datetime
 import json
 import math
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -139,3 +140,10 @@ def test_bundle_carries_config_prompts_samples_software_and_methods(known_study,
         "seed",
         "sha256",
     ]
+
+
+def test_readme_documents_exactly_the_read_code_the_bundle_ships():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("   ```python\n   import json\n") + len("   ```python\n")
+    block = readme[start : readme.index("   ```\n", start)]
+    assert "".join(line[3:] if line.strip() else "\n" for line in block.splitlines(keepends=True)) == READ_JUDGMENTS
