@@ -58,8 +58,10 @@ FlaggedRaters = Literal["excluded", "included"]
 # Every method a result can be asked for, in the order a page offers them, with what a reader needs to know.
 INTERVAL_METHODS: dict[str, str] = {
     "two_way_cluster_t": (
-        "two-way cluster-robust variance over prompts and raters with a Student-t reference: the default, "
-        "calibrated by simulation (95% intervals cover 93.5-96.5% of the time)"
+        "score interval on the design-effect-adjusted effective n, from a two-way cluster-robust variance over "
+        "prompts and raters (categories as strata) with a Student-t reference (df floored at min(prompts − strata, "
+        "raters − 1)): the default, calibrated by simulation (95% intervals cover 94.3-95.2% overall and at least "
+        "94.8% per category over 12 scenarios; conservative on small pilots)"
     ),
     "prompt_bootstrap": "prompt-cluster bootstrap stratified by category, percentile (too narrow when raters differ)",
     "prompt_bootstrap_bca": "prompt-cluster bootstrap stratified by category, BCa (too narrow when raters differ)",
