@@ -18,6 +18,14 @@ the last line is the headline ratio (efficient steps/s ÷ standard steps/s).
 
     python bench/unet_speed.py                 # CPU, a couple of minutes
     python bench/unet_speed.py --dim 64 --batch 8 --steps 20   # a GPU
+
+``--against imagen-pytorch`` instead times imagen_core's Efficient U-Net against lucidrains/imagen-pytorch's
+``SRUnet256`` (its dim --ip-dim, default 32) at equal parameters (imagen_core's width chosen to match within a few
+percent), with Adam, in alternating subprocesses (ours, theirs, ours, theirs, ...; the best median of each). The
+package is never installed here: install it with ``pip install --no-deps --target DIR imagen-pytorch==2.1.0
+einops beartype`` in a scratch folder outside this repository and pass ``--imagen-pytorch-path DIR``. Its
+module-level ``torchvision.transforms`` and ``kornia.augmentation`` imports and its hub T5 config lookup are stood in
+for (a U-Net forward uses none of them); its package ``__init__`` (trainer, datasets) is not run.
 """
 
 from __future__ import annotations
@@ -97,12 +105,21 @@ def worker(args: argparse.Namespace) -> None:
     from imagen_core.unet import build_unet, count_parameters, upsample_lowres
 
     torch.set_num_threads(args.threads)
-    config = UNetConfig.from_dict(json.loads(args.config))
     device = torch.device(args.device)
     torch.manual_seed(0)
-    unet = build_unet(config).to(device).train()
+    if args.impl == "imagen-pytorch":
+        srunet256 = import_imagen_pytorch(args.imagen_pytorch_path)
+        unet = srunet256(dim=args.ip_dim, text_embed_dim=args.text_dim, lowres_cond=True).to(device).train()
+        config = None
+    else:
+        config = UNetConfig.from_dict(json.loads(args.config))
+        unet = build_unet(config).to(device).train()
     params = count_parameters(unet)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    optimizer = (
+        torch.optim.Adam(unet.parameters(), lr=1e-4)
+        if args.optimizer == "adam"
+        else torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    )
 
     b = args.batch
     x_t = torch.randn(b, 3, 256, 256, device=device)
@@ -116,17 +133,28 @@ def worker(args: argparse.Namespace) -> None:
     model = torch.compile(unet) if args.variant == "compile" else unet
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.variant in ("bf16", "compile"))
 
-    def step() -> None:
-        with autocast:
-            pred = model(
+    def forward():
+        if config is None:
+            return model(
                 x_t,
                 time_,
                 text_embeds=text_embeds,
                 text_mask=text_mask,
                 lowres_cond_img=lowres,
-                lowres_noise_level=noise_level,
+                lowres_noise_times=noise_level,
             )
-            loss = (pred.float() - target).pow(2).mean()
+        return model(
+            x_t,
+            time_,
+            text_embeds=text_embeds,
+            text_mask=text_mask,
+            lowres_cond_img=lowres,
+            lowres_noise_level=noise_level,
+        )
+
+    def step() -> None:
+        with autocast:
+            loss = (forward().float() - target).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -142,11 +170,13 @@ def worker(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     step_times = []
+    cpu_times = []
     for _ in range(args.steps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step()
         sync()
         step_times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     # The median step is robust to other processes on a shared machine; FLOPs are not affected by them at all.
     median = statistics.median(step_times)
     with FlopCounterMode(display=False) as flops:
@@ -156,6 +186,8 @@ def worker(args: argparse.Namespace) -> None:
         "steps_per_s": 1.0 / median,
         "s_per_step": median,
         "s_per_step_min": min(step_times),
+        # CPU seconds of this process per step: what a shared machine's other load disturbs least.
+        "cpu_s_per_step": statistics.median(cpu_times),
         "tflop_per_step": flops.get_total_flops() / 1e12,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_steps_mb": rss_before_kb / 1024,
@@ -165,13 +197,59 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def run_worker(args: argparse.Namespace, config: UNetConfig, variant: str, device: str) -> dict:
+def import_imagen_pytorch(path: str | None):
+    """lucidrains/imagen-pytorch's SRUnet256 from a scratch install at ``path``, with its import-time extras stood in
+    for: torchvision.transforms and kornia.augmentation (image augmentation, unused by a U-Net forward) and the hub
+    T5 config it reads for a default argument (we always pass text_embed_dim)."""
+    import importlib
+    import importlib.util
+    import types
+
+    if path:
+        sys.path.insert(0, path)
+    spec = importlib.util.find_spec("imagen_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("imagen_pytorch is not importable: pass --imagen-pytorch-path DIR (see the docstring)")
+    package = types.ModuleType("imagen_pytorch")
+    package.__path__ = list(spec.submodule_search_locations)  # the package without its __init__ (trainer, data)
+    t5 = types.ModuleType("imagen_pytorch.t5")
+    t5.DEFAULT_T5_NAME = "stand-in"
+    t5.get_encoded_dim = lambda name: 768
+    t5.t5_encode_text = None
+    stubs = {"imagen_pytorch": package, "imagen_pytorch.t5": t5}
+    for name in ("torchvision", "torchvision.transforms", "kornia", "kornia.augmentation"):
+        if importlib.util.find_spec(name.split(".")[0]) is None:
+            stubs[name] = types.ModuleType(name)
+    sys.modules.update(stubs)
+    module = importlib.import_module("imagen_pytorch.imagen_pytorch")
+    return module.SRUnet256
+
+
+def count_imagen_pytorch(args: argparse.Namespace) -> int:
+    import torch
+
+    srunet256 = import_imagen_pytorch(args.imagen_pytorch_path)
+    with torch.device("meta"):
+        return sum(
+            p.numel() for p in srunet256(dim=args.ip_dim, text_embed_dim=args.text_dim, lowres_cond=True).parameters()
+        )
+
+
+def run_worker(
+    args: argparse.Namespace, config: UNetConfig | None, variant: str, device: str, impl: str = "imagen_core"
+) -> dict:
     cmd = [
         sys.executable,
         __file__,
         "--worker",
+        "--impl",
+        impl,
+        "--optimizer",
+        args.optimizer,
+        "--ip-dim",
+        str(args.ip_dim),
         "--config",
-        json.dumps(dataclasses.asdict(config)),
+        json.dumps(dataclasses.asdict(config)) if config is not None else "{}",
         "--variant",
         variant,
         "--device",
@@ -189,9 +267,11 @@ def run_worker(args: argparse.Namespace, config: UNetConfig, variant: str, devic
         "--text-dim",
         str(args.text_dim),
     ]
+    if args.imagen_pytorch_path:
+        cmd += ["--imagen-pytorch-path", args.imagen_pytorch_path]
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if out.returncode != 0:
-        raise RuntimeError(f"worker for {config.kind}/{variant} failed:\n{out.stderr[-4000:]}")
+        raise RuntimeError(f"worker for {impl}/{variant} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -206,12 +286,23 @@ def main() -> None:
     parser.add_argument("--text-len", type=int, default=16)
     parser.add_argument("--text-dim", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--against", choices=["imagen-pytorch"], default=None)
+    parser.add_argument("--imagen-pytorch-path", default=None, help="scratch folder holding imagen_pytorch 2.1.0")
+    parser.add_argument("--ip-dim", type=int, default=32, help="imagen-pytorch SRUnet256 dim")
+    parser.add_argument("--rounds", type=int, default=2, help="--against: alternating rounds per model")
+    parser.add_argument("--optimizer", choices=["adam", "adamw"], default=None)
+    parser.add_argument("--impl", default="imagen_core", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.optimizer is None:
+        args.optimizer = "adam" if args.against else "adamw"
     if args.worker:
         worker(args)
+        return
+    if args.against:
+        against_imagen_pytorch(args)
         return
 
     import torch
@@ -265,6 +356,64 @@ def main() -> None:
         )
         ratios[variant] = speed
     print(f"headline: efficient/standard training steps/s = {ratios['fp32']:.2f}x ({device}, fp32, equal params)")
+
+
+def matched_efficient(args: argparse.Namespace, target: int) -> tuple[UNetConfig, int]:
+    """imagen_core's Efficient U-Net (PAPER_SR_256's layout, pixel-shuffle upsampling as imagen-pytorch's, channels-last
+    activations) whose parameter count is closest to ``target``."""
+    best: tuple[float, UNetConfig, int] | None = None
+    for dim in range(args.heads, 8 * args.ip_dim, args.heads):
+        config = dataclasses.replace(
+            efficient_config(argparse.Namespace(**{**vars(args), "dim": dim})),
+            upsample_mode="pixel_shuffle",
+            channels_last=True,
+        )
+        n = count(config)
+        gap = abs(n - target) / target
+        if best is None or gap < best[0]:
+            best = (gap, config, n)
+        if n > target:
+            break
+    assert best is not None
+    return best[1], best[2]
+
+
+def against_imagen_pytorch(args: argparse.Namespace) -> None:
+    """imagen_core against imagen-pytorch's SRUnet256 at equal parameters: training steps/s and peak memory."""
+    device = args.device or "cpu"
+    n_theirs = count_imagen_pytorch(args)
+    ours, n_ours = matched_efficient(args, n_theirs)
+    print(
+        f"imagen_core options: upsample_mode={ours.upsample_mode} (imagen-pytorch's pixel_shuffle_upsample too), "
+        f"channels_last={ours.channels_last}"
+    )
+    print(f"64→256 task, batch {args.batch}, {args.text_len} text tokens of width {args.text_dim}, {args.optimizer}")
+    print(f"imagen-pytorch SRUnet256(dim={args.ip_dim}): {n_theirs:,} parameters")
+    print(f"imagen_core efficient (dim {ours.dim}): {n_ours:,} parameters (×{n_ours / n_theirs:.3f})")
+    results: dict[str, list[dict]] = {"imagen_core": [], "imagen-pytorch": []}
+    for round_ in range(args.rounds):
+        for impl in ("imagen_core", "imagen-pytorch"):
+            r = run_worker(args, ours if impl == "imagen_core" else None, "fp32", device, impl=impl)
+            results[impl].append(r)
+            added = r["peak_rss_mb"] - r["rss_before_steps_mb"]
+            print(
+                f"round {round_ + 1} {impl:<15} steps/s {r['steps_per_s']:.3f}  CPU s/step {r['cpu_s_per_step']:.2f}  "
+                f"peak RSS {r['peak_rss_mb']:.0f} MiB  added by training {added:.0f} MiB",
+                flush=True,
+            )
+    best = {impl: max(rs, key=lambda r: r["steps_per_s"]) for impl, rs in results.items()}
+    speed = best["imagen_core"]["steps_per_s"] / best["imagen-pytorch"]["steps_per_s"]
+    cpu = min(r["cpu_s_per_step"] for r in results["imagen-pytorch"]) / min(
+        r["cpu_s_per_step"] for r in results["imagen_core"]
+    )
+    print(f"CPU time per step: imagen-pytorch / imagen_core = {cpu:.2f}x")
+    memory = min(r["peak_rss_mb"] for r in results["imagen_core"]) / min(
+        r["peak_rss_mb"] for r in results["imagen-pytorch"]
+    )
+    print(
+        f"headline: imagen_core/imagen-pytorch training steps/s = {speed:.2f}x at peak memory ×{memory:.2f} "
+        f"({device}, fp32, {n_ours / 1e6:.1f}M vs {n_theirs / 1e6:.1f}M parameters)"
+    )
 
 
 if __name__ == "__main__":

@@ -170,6 +170,10 @@ class UNetConfig:
     text_pool_style: TextPoolStyle = "imagen"
     # Heads of the attention pooling; None: heads_for(cond_dim).
     text_pool_heads: int | None = None
+    # Run the convolutions on channels-last (NHWC) activations: the input is converted once, every layer keeps the
+    # format, and the output comes back contiguous. Faster convolutions on CPUs (oneDNN) and tensor cores; the
+    # function is the same.
+    channels_last: bool = False
     # Attention layers without self-attention get one learned null key/value (so a fully masked text still has
     # something to attend to).
     null_kv_without_self_attn: bool = True

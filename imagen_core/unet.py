@@ -216,6 +216,8 @@ class _UNetCommon(nn.Module):
             if lowres_cond_img is not None:
                 raise ValueError(f"{name}: lowres_cond_img given to a network built with lowres_cond=False")
             x = x_t
+        if c.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if c.cond_act_after_sum:
             cond = self.act(cond)
         if c.cond_act_in_blocks:
@@ -336,7 +338,7 @@ class UNet(_UNetCommon):
                 h = block(merge(h, skips.pop()), cond, text_embeds, text_mask)
             if j < len(self.upsamplers):
                 h = self._resample(self.upsamplers[j], h, cond)
-        return self.out(h)
+        return self.out(h).contiguous()
 
 
 class DBlock(nn.Module):
@@ -490,7 +492,7 @@ class EfficientUNet(_UNetCommon):
             h = self.mid_out(h, cond)
         for ublock in self.ublocks:
             h = ublock(h, skips.pop(), cond, text_embeds, text_mask)
-        return self.out(h)
+        return self.out(h).contiguous()
 
 
 def build_unet(config: UNetConfig) -> UNet | EfficientUNet:

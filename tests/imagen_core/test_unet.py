@@ -290,3 +290,20 @@ def test_a_few_adam_steps_overfit_a_fixed_batch(name):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("name", ["base", "efficient_sr"])
+def test_channels_last_activations_compute_the_same_function(name):
+    config = TINY_CONFIGS[name]
+    torch.manual_seed(0)
+    plain = build_unet(config)
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    fast = build_unet(dataclasses.replace(config, channels_last=True))
+    fast.load_state_dict(plain.state_dict())
+    x_t, time, text_embeds, text_mask, extra = _inputs(config, batch=2, seed=4)
+    with torch.no_grad():
+        want = plain(x_t, time, text_embeds=text_embeds, text_mask=text_mask, **extra)
+        got = fast(x_t, time, text_embeds=text_embeds, text_mask=text_mask, **extra)
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
