@@ -15,6 +15,7 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from drawbench.catalog.models import Sample
 from drawbench.dashboard.views import ADD_STUDY_PERMISSION, CHANGE_STUDY_PERMISSION
 from drawbench.generation.models import GenerationRun
 from drawbench.results import apis as results_apis
@@ -112,7 +113,12 @@ def make_researcher(django_user_model):
 
 def page_urls(site) -> list[tuple[str, str]]:
     """(url, which client) for every route that answers GET, with its arguments filled in."""
-    values = {"study_id": site["study"].pk, "run_id": site["run"].pk, "token": site["study"].rater_token}
+    values = {
+        "study_id": site["study"].pk,
+        "run_id": site["run"].pk,
+        "token": site["study"].rater_token,
+        "sample_id": Sample.objects.order_by("pk").first().pk,
+    }
     urls = [(url, "staff") for url in ADMIN_URLS]
     for name, converters, _ in url_patterns():
         kwargs = {key: values.get(key, "x0") for key in converters}
@@ -230,14 +236,9 @@ def write_url(site, name: str) -> str:
 
 def test_every_dashboard_write_is_in_the_matrix():
     writes = {name for name, _ in WRITES}
-    views_with_post = {
-        name
-        for name, _, _ in url_patterns()
-        if name.startswith("dashboard:")
-        and name not in ("dashboard:study-list", "dashboard:study-detail")
-        and not name.endswith("progress")
-    }
-    assert views_with_post == writes
+    reads = {"dashboard:study-list", "dashboard:study-detail", "dashboard:study-progress", "dashboard:sample-image"}
+    dashboard = {name for name, _, _ in url_patterns() if name.startswith("dashboard:")}
+    assert dashboard - reads == writes
 
 
 @pytest.mark.parametrize("name,permission", WRITES)
@@ -295,3 +296,11 @@ def test_a_staff_user_without_permissions_can_still_read_the_dashboard(site, mak
     assert client.get(reverse("dashboard:study-list")).status_code == 200
     assert client.get(reverse("dashboard:study-detail", args=[site["study"].pk])).status_code == 200
     assert client.post(reverse("dashboard:study-close", args=[site["study"].pk])).status_code == 403
+
+
+def test_sample_images_are_for_staff_only(site):
+    url = reverse("dashboard:sample-image", args=[Sample.objects.first().pk])
+    assert site["staff"].get(url).status_code == 200
+    anonymous = Client().get(url)
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+    assert site["rater"].get(url).status_code == 302

@@ -74,6 +74,11 @@ class EvaluatedModelAdmin(admin.ModelAdmin):
         return obj.sample_count
 
 
+def _image_url(sample: Sample) -> str:
+    """Through the staff-only image view, which works whatever the storage (no public media folder in production)."""
+    return reverse("dashboard:sample-image", args=[sample.pk])
+
+
 @admin.register(Sample)
 class SampleAdmin(ReadOnlyAdmin):
     list_display = ["thumbnail", "evaluated_model", "prompt", "index", "seed", "width", "height", "created_at"]
@@ -87,8 +92,8 @@ class SampleAdmin(ReadOnlyAdmin):
 
     @admin.display(description="image")
     def thumbnail(self, obj: Sample):
-        return format_html('<img src="{}" alt="" style="max-height:64px;max-width:64px">', obj.image.url)
+        return format_html('<img src="{}" alt="" style="max-height:64px;max-width:64px">', _image_url(obj))
 
     @admin.display(description="image")
     def preview(self, obj: Sample):
-        return format_html('<img src="{}" alt="" style="max-width:512px">', obj.image.url)
+        return format_html('<img src="{}" alt="" style="max-width:512px">', _image_url(obj))

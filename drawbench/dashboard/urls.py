@@ -14,4 +14,5 @@ urlpatterns = [
     path("studies/<int:study_id>/close/", views.study_close_view, name="study-close"),
     path("studies/<int:study_id>/runs/<int:run_id>/resume/", views.generation_run_resume_view, name="run-resume"),
     path("studies/<int:study_id>/runs/<int:run_id>/cancel/", views.generation_run_cancel_view, name="run-cancel"),
+    path("samples/<int:sample_id>.png", views.sample_image, name="sample-image"),
 ]

@@ -11,11 +11,12 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
+from drawbench.catalog.models import Sample
 from drawbench.dashboard.forms import StudyCreateForm
 from drawbench.dashboard.selectors import study_dashboard_state, study_generation_run, study_list_rows
 from drawbench.dashboard.services import study_generation_start
@@ -141,3 +142,14 @@ def generation_run_resume_view(request: HttpRequest, study_id: int, run_id: int)
 @require_POST
 def generation_run_cancel_view(request: HttpRequest, study_id: int, run_id: int) -> HttpResponse:
     return _run_action(request, study_id, run_id, generation_run_cancel, "Run {run.pk} cancelled.")
+
+
+@staff_member_required
+@require_GET
+def sample_image(request: HttpRequest, sample_id: int) -> FileResponse:
+    """A stored sample image, for staff (the admin's thumbnails): production serves no media folder, and a private
+    bucket's URLs may not be reachable from browsers (MinIO inside compose). Raters get images from the rater pages."""
+    sample = get_object_or_404(Sample, pk=sample_id)
+    response = FileResponse(sample.image.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

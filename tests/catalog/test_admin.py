@@ -39,8 +39,12 @@ def test_sample_changelist_shows_thumbnails_and_samples_cannot_be_edited(admin_c
     response = admin_client.get(reverse("admin:catalog_sample_changelist"))
     change = admin_client.post(reverse("admin:catalog_sample_change", args=[sample.pk]), {"index": 5})
 
-    assert f'src="{sample.image.url}"' in response.content.decode()
+    thumbnail = reverse("dashboard:sample-image", args=[sample.pk])
+    assert f'src="{thumbnail}"' in response.content.decode()
     assert change.status_code == 403
+    image = admin_client.get(thumbnail)
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    assert b"".join(image.streaming_content) == sample.image.open("rb").read()
 
 
 def test_prompts_cannot_be_added_through_the_admin(admin_client):
