@@ -3,7 +3,8 @@
     python -m imagen_core.sample --checkpoint imagen_core/assets/toy_base.safetensors \\
         --prompt "a red circle" --seed 0 --out x.png
 
-Several ``--checkpoint``s form a cascade (base first). Several ``--prompt``s and/or ``--num-images`` give several
+Several ``--checkpoint``s form a cascade (base first); ``--text-encoder`` points a converted DeepFloyd IF cascade at
+a local T5 folder. Several ``--prompt``s and/or ``--num-images`` give several
 images, seeds ``seed, seed + 1, ...``, written side by side into one PNG. Sampler options override the stage's own
 ``SamplerConfig`` (for every stage).
 """
@@ -32,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--thresholding", choices=["dynamic", "static", "none"])
     p.add_argument("--lowres-noise-level", type=float, help="noise augmentation level for SR stages")
     p.add_argument("--scale", type=int, default=1, help="enlarge the PNG by this factor (nearest neighbour)")
+    p.add_argument("--text-encoder", help="a hub id or local T5 folder instead of the one the base checkpoint names")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     return p.parse_args(argv)
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).is_file():
             print(f"error: --checkpoint {path}: no such file", file=sys.stderr)
             return 2
-    imagen = Imagen.from_checkpoints(args.checkpoint, device=args.device).eval()
+    imagen = Imagen.from_checkpoints(args.checkpoint, device=args.device, text_encoder=args.text_encoder).eval()
     overrides = {
         "steps": args.steps,
         "cond_scale": args.cond_scale,

@@ -232,3 +232,38 @@ def test_imagen_core_sampling_loop_equals_diffusers_if_pipeline(stage_one):
     assert want.shape == got.shape == (2, 3, 16, 16)
     assert want.std() > 0.1
     assert (got - want.clamp(-1, 1)).abs().max() < 1e-4
+
+
+def test_sample_command_draws_from_a_converted_if_stage_with_a_local_t5(stage_one, tmp_path):
+    from PIL import Image
+    from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
+
+    from imagen_core import sample
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=384, d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
+    T5EncoderModel(config).save_pretrained(tmp_path / "t5")
+    ByT5Tokenizer().save_pretrained(tmp_path / "t5")
+    out = tmp_path / "if.png"
+
+    code = sample.main(
+        [
+            "--checkpoint",
+            str(stage_one[1]),
+            "--text-encoder",
+            str(tmp_path / "t5"),
+            "--prompt",
+            "A red cube",
+            "--num-images",
+            "2",
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
+
+    assert code == 0
+    assert Image.open(out).size == (32, 16)
