@@ -64,6 +64,9 @@ def test_staff_pages_load_under_their_csp_with_nothing_refused_and_their_scripts
         reverse("dashboard:study-detail", args=[study.pk]),
         reverse("results:power") + "?prompts=20&raters=5",
         "/admin/",
+        reverse("admin:studies_study_change", args=[study.pk]),
+        reverse("admin:catalog_sample_changelist"),
+        reverse("admin:catalog_evaluatedmodel_add"),
     ]:
         page.goto(live_server.url + url)
         page.wait_for_load_state("networkidle")
