@@ -107,7 +107,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         timeout=env.int("DRAWBENCH_SQLITE_TIMEOUT_S", default=30),
         transaction_mode="IMMEDIATE",
-        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        # synchronous stays FULL (SQLite's default): an answer that was acknowledged survives a power cut too.
+        init_command="PRAGMA journal_mode=WAL",
     )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Parameters travel apart from the SQL (psycopg 3 server-side binding), so psycopg prepares a statement a
