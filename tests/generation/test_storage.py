@@ -55,6 +55,7 @@ def test_one_env_var_switches_images_to_s3_compatible_storage():
         "region_name": "eu-west-1",
         "location": "study-7",
         "custom_domain": None,
+        "addressing_style": None,
         "querystring_auth": True,
         "querystring_expire": 3600,
     }
