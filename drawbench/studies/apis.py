@@ -40,6 +40,7 @@ from drawbench.studies.selectors import (
     Completion,
     RaterProgress,
     assignment_display,
+    assignment_pending_for_rater,
     rater_completion,
     rater_progress,
 )
@@ -295,6 +296,7 @@ class RaterStartApi(_JSONApi):
             if hasattr(exc, "error_dict"):
                 raise exceptions.ValidationError(exc.message_dict) from None
             raise StudyGone(" ".join(exc.messages)) from None
+        serving.assignment_serve_on_start(rater=rater)
         output = {"rater_token": rater.access_token, "consented": rater.consented_at is not None}
         return Response(self.OutputSerializer(output).data, status=status.HTTP_201_CREATED)
 
@@ -307,19 +309,39 @@ class NextOutputSerializer(serializers.Serializer):
 
 
 class RaterAssignmentNextApi(_RaterApi):
-    """The rater's current item: the same one until it is answered; null with the completion once nothing is left
-    (read only: the answer that finds nothing left, or POST completion/, records the rater complete)."""
+    """GET: the item the rater is being shown, the same one until it is answered (a read: nothing is claimed,
+    renewed or recorded); null when they hold none, with their completion once their work is over. POST: serve their
+    next item (claiming it) when they hold none, or record them complete when nothing is left. Starting serves the
+    first item, and each answer the next one, so a rater's client only POSTs here after answering with
+    include_next false or when an item was reclaimed."""
 
     OutputSerializer = NextOutputSerializer
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, token: str) -> Response:
         rater = request.auth
+        status_now = Study.objects.filter(pk=rater.study_id).values_list("status", flat=True).first()
+        if status_now != Study.Status.OPEN:
+            raise StudyGone(ERROR_STUDY_CLOSED if status_now == Study.Status.CLOSED else ERROR_STUDY_NOT_OPEN)
+        rater.study.status = status_now
+        assignment = assignment_pending_for_rater(rater=rater)
+        completion = None
+        if assignment is None:
+            nothing_left = not serving.rater_has_work(rater=rater)
+            completion = _completion_data(rater_completion(rater=rater, nothing_left=nothing_left))
+        progress = rater_progress(rater=rater)
+        data = _assignment_data(assignment, rater.study) if assignment is not None else None
+        return Response({"assignment": data, "progress": {"done": progress.done, "total": progress.total},
+                         "completion": completion})  # fmt: skip
+
+    @extend_schema(request=None, responses=OutputSerializer)
+    def post(self, request: Request, token: str) -> Response:
+        rater = request.auth
         try:
             assignment = serving.assignment_next_for_rater(rater=rater)
         except errors.StudyNotOpen as exc:
             raise StudyGone(exc.messages[0]) from None
-        return Response(_next_data(rater, assignment, rater_progress(rater=rater), record=False))
+        return Response(_next_data(rater, assignment, rater_progress(rater=rater)))
 
 
 class RaterAnswerSubmitApi(_RaterApi):

@@ -261,6 +261,7 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
                 return _not_open(request, _study(token))
             error = " ".join(exc.messages)
         else:
+            serving.assignment_serve_on_start(rater=rater)
             return _keep_rater(request, redirect("rater:rate", token), rater)
     questions = [DisplayedQuestion(value=q, text=Question(q).label) for q in study.questions]
     context = {
@@ -290,12 +291,11 @@ def rate(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "GET":
         if study.status != Study.Status.OPEN:
             return _not_open(request, study)
-        try:
-            assignment = serving.assignment_next_for_rater(rater=rater)
-        except errors.StudyNotOpen:
-            return _not_open(request, _study(token))
+        # A read: the item was served by the POST before (Start, or the answer before it).
+        assignment = assignment_pending_for_rater(rater=rater)
         if assignment is None:
-            # Nothing left: the finish page's button records it (a GET writes nothing).
+            # None held: the finish page's button serves the next item if there is one, else records the rater
+            # complete (a GET writes nothing).
             return redirect("rater:done", token) if rater.completed_at else _render_done(request, rater, end=END_FINISH)
         return _render_rating(request, rater, assignment)
 
@@ -321,7 +321,7 @@ def rate(request: HttpRequest, token: str) -> HttpResponse:
                 raise errors.AssignmentUnknown(ERROR_ASSIGNMENT_UNKNOWN) from None
             raise
         outcome = answering.assignment_submit(
-            rater=rater, key=data.key, answers=data.answers, response_time_ms=data.response_time_ms
+            rater=rater, key=data.key, answers=data.answers, response_time_ms=data.response_time_ms, serve_next=True
         )
     except (errors.AnswerConflict, errors.AssignmentExpired) as exc:
         return _rating_error(request, rater, key, errors=exc.messages, answers=answers, status=409)
@@ -329,6 +329,10 @@ def rate(request: HttpRequest, token: str) -> HttpResponse:
         return _rating_error(request, rater, key, errors=exc.messages, answers=answers)
     if outcome.feedback:
         request.session[PRACTICE_FEEDBACK_SESSION_KEY] = outcome.feedback
+    if outcome.next_assignment is None and outcome.created:
+        # Nothing left: this POST records it, as the API's answer does.
+        raters.rater_complete(rater=rater)
+        return redirect("rater:done", token)
     return redirect("rater:rate", token)
 
 

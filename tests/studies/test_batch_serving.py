@@ -22,7 +22,7 @@ from rest_framework.test import APIClient, APIRequestFactory
 
 from drawbench.studies import authentication, sql
 from drawbench.studies.apis import JSONNegotiation
-from drawbench.studies.models import Assignment, Comparison, Judgment, Rater, Study
+from drawbench.studies.models import Assignment, Comparison, DisplayImage, Judgment, Rater, Study
 from drawbench.studies.selectors import assignment_pending_for_rater, rater_progress
 from drawbench.studies.services import answering, errors, serving, studies
 from drawbench.studies.services.answering import assignment_submit
@@ -129,10 +129,9 @@ def test_the_one_statement_answer_records_what_the_general_path_records(on_postg
     # What the rater is shown next is what the general path shows.
     assert outcome.next_assignment.comparison.prompt.text == shown_next.comparison.prompt.text
     assert outcome.next_assignment.image_names == dict(
-        (s.pk, s.image.name)
-        for s in shown_next.comparison.prompt.samples.filter(
-            pk__in=[*shown_next.left_sample_ids, *shown_next.right_sample_ids]
-        )
+        DisplayImage.objects.filter(
+            study=study, sample_id__in=[*shown_next.left_sample_ids, *shown_next.right_sample_ids]
+        ).values_list("sample_id", "name")
     )
     # The same answer again is a replay (general path), different answers a conflict.
     again = assignment_submit(rater=rater, key=item.key, answers=answers, response_time_ms=1, serve_next=True)

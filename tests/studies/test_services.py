@@ -468,7 +468,7 @@ BAD_PAYLOADS = [
     pytest.param(
         {"fidelity": "left", "alignment": "left"},
         "12",
-        errors.ERROR_RESPONSE_TIME.format(max=answering.MAX_RESPONSE_TIME_MS, value="'12'"),
+        answering.ERROR_RESPONSE_TIME_TYPE.format(value="'12'"),
         id="time-not-an-int",
     ),
 ]

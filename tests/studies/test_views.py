@@ -150,16 +150,12 @@ def test_answering_records_judgments_and_moves_to_the_next_comparison(client, ma
     assert "Comparison <strong>2</strong> of 2" in next_page.content.decode()
 
 
-def test_the_last_answer_leads_to_the_finish_button_which_records_the_rater_as_finished(client, make_study):
+def test_the_last_answer_records_the_rater_complete_and_leads_to_the_finish_page(client, make_study):
     study = make_study(n_prompts=1)
     key = start(client, study)
-    client.post(rate_url(study), good_payload(key))
+    response = client.post(rate_url(study), good_payload(key), follow=True)
 
-    finish_page = client.get(rate_url(study))
-    assert 'name="end" value="finish"' in finish_page.content.decode()
-    assert Rater.objects.get().finished_at is None  # a GET writes nothing
-    response = client.post(done_url(study), {"end": "finish"}, follow=True)
-
+    # The answer that finds nothing left records the rater complete (a POST) and leads to the finish page.
     assert response.redirect_chain == [(done_url(study), 302)]
     assert "Thank you" in response.content.decode()
     assert "You answered 1 comparison." in response.content.decode()

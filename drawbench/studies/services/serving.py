@@ -240,6 +240,30 @@ def assignment_next_for_rater(*, rater: Rater, rng: random.Random | None = None)
     return next_counted(rater=rater, rng=rng or display_rng())[0]
 
 
+def assignment_serve_on_start(*, rater: Rater) -> Assignment | None:
+    """Serve a rater who has just started (or come back) their item, in that POST: reading it afterwards is a GET
+    that writes nothing. Nothing (a study waiting for consent, closed meanwhile, or with nothing left for them):
+    their GET says so."""
+    if rater.study.consent_text and rater.consented_at is None:
+        return None
+    try:
+        return assignment_next_for_rater(rater=rater)
+    except StudyNotOpen:
+        return None
+
+
+def rater_has_work(*, rater: Rater) -> bool:
+    """Whether serving would find the rater a comparison now (a read: nothing is claimed; a GET asks it)."""
+    study = rater.study
+    if study.status != Study.Status.OPEN:
+        return False
+    if study.max_comparisons_per_rater is not None:
+        held = Assignment.objects.filter(rater=rater, kind=Assignment.Kind.COMPARISON, released_at__isnull=True)
+        if held.count() >= study.max_comparisons_per_rater:
+            return False
+    return sql.comparison_pick(rater_id=rater.pk, study=study) is not None
+
+
 def next_counted(*, rater: Rater, rng: random.Random) -> tuple[Assignment | None, RaterCounts | None]:
     """assignment_next_for_rater, and the rater's counts as read with their lock (None after a miss)."""
     with transaction.atomic():
