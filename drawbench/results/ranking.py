@@ -8,10 +8,12 @@ Both models are multinomial logits on each pair (i, j) of evaluated models, with
 - Davidson: outcomes (i, j, tie) with logits (β_i, β_j, log ν + (β_i + β_j)/2), i.e.
   P(i ≻ j) = π_i / (π_i + π_j + ν·sqrt(π_i·π_j)) and P(tie) = ν·sqrt(π_i·π_j) / (same).
 
-The log-likelihood is concave in (β, log ν): the point estimate uses ``scipy.optimize.minimize`` (trust-exact,
-analytic gradient and Hessian); the B bootstrap refits run as one vectorised Newton iteration over all resamples at
-once (warm-started at the point estimate, with step halving), never a Python loop per resample. The first model's
-strength is fixed at 0 while fitting; results are reported sum-to-zero.
+The log-likelihood is concave in (β, log ν), strictly where a finite maximum exists (Zermelo's condition, checked
+exactly by ``_mle_exists``): the point estimate and the B bootstrap refits run as one vectorised Newton iteration
+with a backtracking line search (``_newton_batch``), never a Python loop per resample, and converge wherever that
+maximum exists. Data or resamples without one get the penalised fit (``_penalised``: one virtual judgment per pair),
+and the page says so. The first model's strength is fixed at 0 while fitting; results are reported sum-to-zero.
+Tiers and a fragility audit (``fragility_audit``) say how robust the order is.
 
 Input: a judgments frame with ``model_a``, ``model_b``, ``choice`` (model space), ``prompt_id``, ``category``;
 ``rater_id`` too for the pairwise table's intervals.

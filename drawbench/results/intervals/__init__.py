@@ -12,10 +12,16 @@ Judgments are clustered twice: by prompt (every rater sees the same two sets of 
 - ``two_way_cluster_t`` (the default): the two-way cluster-robust variance of Cameron, Gelbach & Miller (2011),
   V = V_prompt + V_rater − V_judgment on residuals from category means, prompts as clusters within category strata,
   with n/(n−1) corrections per stratum, and a Student-t reference whose degrees of freedom come from a
-  Welch–Satterthwaite combination of the prompt strata and the rater component net of the judgment component.
-  Chosen on simulation evidence (``drawbench.results.simulate``; the measured coverages are in the tests and in the
-  issue's report): it is the one method that stays within [0.935, 0.965] over the whole scenario grid, including
-  few raters who each rate many prompts, and it is analytic, so it costs one pass over the judgments.
+  Welch–Satterthwaite combination of the prompt strata and the rater component net of the judgment component,
+  floored at min(prompts − strata, raters − 1) (``cluster.cluster_df_floor``). The bounds are the score interval on
+  the design-effect-adjusted effective n (``score.effective_n_bounds``): never zero width, inside [0, 1].
+  Chosen on simulation evidence (``drawbench.results.simulate``; R = 20,000 per scenario: 0.943–0.952 overall and
+  ≥ 0.948 in every category over the calibration grid, 7-prompt categories under random assignment included;
+  conservative on small pilots and at the boundary), and analytic: one pass over the judgments.
+
+Modules by family: ``core`` (inputs, layout, conventions), ``cluster`` (cluster-robust), ``bootstrap``, ``score``
+(Wilson, Goodman, score intervals on an effective n), ``ppi`` (human and automatic judges together); this module
+dispatches among them and builds the reported rows.
 - ``two_way_cluster_normal``: the same variance with a normal reference (DESIGN.md's first measurement).
 - ``prompt_bootstrap`` / ``prompt_bootstrap_bca``: prompts resampled within each category with all their
   judgments (percentile and BCa). Right when raters carry no effect; too narrow when they do.
