@@ -151,3 +151,39 @@ def test_production_serves_static_files_itself_not_media_and_never_imports_torch
     assert lines["plain-http"] == "301 https://testserver/admin/login/"
     assert lines["media"] == "not routed"
     assert lines["torch"] == "False"
+
+
+def env_file_values(text: str) -> dict[str, str]:
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition("=") for line in text.splitlines())
+        if key.strip() and not key.lstrip().startswith("#")
+    }
+
+
+def test_new_env_fills_every_secret_and_check_deploy_passes_with_it(tmp_path):
+    made = subprocess.run(
+        [ROOT / "docker" / "new-env.sh", "drawbench.example.org"], capture_output=True, text=True, check=True
+    ).stdout
+    again = subprocess.run(
+        [ROOT / "docker" / "new-env.sh", "drawbench.example.org"], capture_output=True, text=True, check=True
+    ).stdout
+    values = env_file_values(made)
+
+    assert "CHANGE-ME" not in "".join(values.values())
+    assert values["DJANGO_ALLOWED_HOSTS"] == values["DRAWBENCH_DOMAIN"] == "drawbench.example.org"
+    assert len(values["DJANGO_SECRET_KEY"]) >= 50
+    for secret in ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD"):
+        assert values[secret] != env_file_values(again)[secret], secret
+    result = run_django(tmp_path, ["check", "--deploy", "--fail-level", "DEBUG"], env=values)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_new_env_for_localhost_sends_no_hsts():
+    made = subprocess.run(
+        [ROOT / "docker" / "new-env.sh", "localhost"], capture_output=True, text=True, check=True
+    ).stdout
+    values = env_file_values(made)
+
+    assert values["DJANGO_SECURE_HSTS_SECONDS"] == "0" and values["DJANGO_SECURE_HSTS_PRELOAD"] == "0"
+    assert values["DJANGO_ALLOWED_HOSTS"] == "localhost"
