@@ -118,6 +118,8 @@ def page_urls(site) -> list[tuple[str, str]]:
         "run_id": site["run"].pk,
         "token": site["study"].rater_token,
         "sample_id": Sample.objects.order_by("pk").first().pk,
+        "model_id": site["study"].evaluated_models.first().pk,
+        "prompt_set_id": site["study"].prompt_set_id,
     }
     urls = [(url, "staff") for url in ADMIN_URLS]
     for name, converters, _ in url_patterns():

@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's own files, served as static files: /api/docs/ works offline and under the CSP.
+    "drf_spectacular_sidecar",
     "drawbench.catalog",
     "drawbench.generation",
     "drawbench.studies",
@@ -327,6 +329,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Studies, results and exports of DrawBench-style human evaluations.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # https://drf-spectacular.readthedocs.io/en/latest/settings.html (drf-spectacular-sidecar)
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

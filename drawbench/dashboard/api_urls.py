@@ -1,0 +1,24 @@
+"""Researcher API under /api/: studies/ (with open/ and close/), models/, prompt-sets/ and generation-runs/.
+
+Plain path() routes with int converters (rather than a DRF router's regexes), as every other route of the site.
+"""
+
+from django.urls import path
+
+from drawbench.dashboard.apis import EvaluatedModelViewSet, GenerationRunViewSet, PromptSetViewSet, StudyViewSet
+
+LIST = {"get": "list"}
+DETAIL = {"get": "retrieve"}
+
+urlpatterns = [
+    path("studies/", StudyViewSet.as_view({"get": "list", "post": "create"}), name="api-study-list"),
+    path("studies/<int:study_id>/", StudyViewSet.as_view(DETAIL), name="api-study-detail"),
+    path("studies/<int:study_id>/open/", StudyViewSet.as_view({"post": "open"}), name="api-study-open"),
+    path("studies/<int:study_id>/close/", StudyViewSet.as_view({"post": "close"}), name="api-study-close"),
+    path("models/", EvaluatedModelViewSet.as_view(LIST), name="api-model-list"),
+    path("models/<int:model_id>/", EvaluatedModelViewSet.as_view(DETAIL), name="api-model-detail"),
+    path("prompt-sets/", PromptSetViewSet.as_view(LIST), name="api-prompt-set-list"),
+    path("prompt-sets/<int:prompt_set_id>/", PromptSetViewSet.as_view(DETAIL), name="api-prompt-set-detail"),
+    path("generation-runs/", GenerationRunViewSet.as_view(LIST), name="api-generation-run-list"),
+    path("generation-runs/<int:run_id>/", GenerationRunViewSet.as_view(DETAIL), name="api-generation-run-detail"),
+]
