@@ -320,7 +320,10 @@ class RaterAssignmentNextApi(_RaterApi):
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, token: str) -> Response:
         rater = request.auth
-        status_now = Study.objects.filter(pk=rater.study_id).values_list("status", flat=True).first()
+        # Read afresh (a token lookup is remembered a while): the rater may have been deleted, the study closed.
+        status_now = Rater.objects.filter(pk=rater.pk).values_list("study__status", flat=True).first()
+        if status_now is None:
+            raise exceptions.AuthenticationFailed(ERROR_TOKEN_INVALID)
         if status_now != Study.Status.OPEN:
             raise StudyGone(ERROR_STUDY_CLOSED if status_now == Study.Status.CLOSED else ERROR_STUDY_NOT_OPEN)
         rater.study.status = status_now

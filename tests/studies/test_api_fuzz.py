@@ -114,8 +114,8 @@ def test_generated_requests_never_get_a_server_error(wsgi_app, make_study, answe
     )
     assert len(sent) >= MIN_REQUESTS
     assert unclear == []
-    # The operations without parameters or body: GET and POST assignment/, GET completion/.
-    assert len(no_negative) <= 3, no_negative
+    # Only operations without parameters or body have no invalid input (GET and POST assignment/, the list views...).
+    assert len(no_negative) <= len(operations) // 2, no_negative
     statuses = set(sent)
     assert {200, 201, 400, 404} <= statuses, sorted(statuses)
     assert Assignment.objects.filter(rater=rater, completed_at__isnull=False).exists()

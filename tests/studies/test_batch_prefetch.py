@@ -32,7 +32,10 @@ def start(study) -> tuple:
     """A new rater of the study on the API: the rater, their client and the key of their first item."""
     rater = rater_create(study=study)
     client = rater_client(rater)
-    return rater, client, client.get(f"/api/rater/{study.rater_token}/assignment/").json()["assignment"]["key"]
+    # Serving is a POST (a rater's client makes it after starting); reading the item a GET.
+    served = client.post(f"/api/rater/{study.rater_token}/assignment/").json()["assignment"]["key"]
+    assert client.get(f"/api/rater/{study.rater_token}/assignment/").json()["assignment"]["key"] == served
+    return rater, client, served
 
 
 def answer_items(rater, item, n: int):
