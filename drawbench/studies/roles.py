@@ -1,7 +1,8 @@
 """Who may do what. Three roles:
 
-- researcher: a staff user (is_staff). Creates, opens and closes studies on the dashboard and in the admin; sees
-  results and exports. The "researcher" group holds the admin permissions on studies for staff who are not superusers.
+- researcher: a staff user (is_staff) in the "researcher" group (or a superuser). Creates, opens and closes studies
+  on the dashboard and in the admin (each dashboard write checks studies.add_study or studies.change_study, which the
+  group holds: is_staff alone reaches the dashboard but changes nothing); sees results and exports.
 - analyst: an active user in the "analyst" group (permission studies.view_results) and not staff. Reads results and
   exports (pages and API, by session or token); cannot reach the dashboard or the admin, so creates and changes
   nothing.
