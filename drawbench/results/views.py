@@ -13,7 +13,6 @@ from django.utils.html import escape
 
 from drawbench.results import simulate, stats
 from drawbench.results.forms import PowerForm
-from drawbench.results.plots import figure_bytes, power_figure, preference_figure
 from drawbench.results.selectors import study_judge_inputs, study_results
 from drawbench.studies.models import Study
 from drawbench.studies.roles import results_viewer_required
@@ -107,6 +106,9 @@ def study_results_chart(request: HttpRequest, study_id: int, fmt: Literal["svg",
         with_ranking=False,
         with_raters=False,
     )
+    # matplotlib loads on the first chart, not with the URLs (manage.py starts without it).
+    from drawbench.results.plots import figure_bytes, preference_figure
+
     figure = preference_figure(results, scope=scope)
     response = HttpResponse(figure_bytes(figure, fmt), content_type=CHART_CONTENT_TYPES[fmt])
     filename = f"drawbench-study-{study.pk}-{scope}.{fmt}"
@@ -130,6 +132,8 @@ def power_page(request: HttpRequest) -> HttpResponse:
             prompt_sd=data["prompt_sd"],
             rater_sd=data["rater_sd"],
         )
+        from drawbench.results.plots import figure_bytes, power_figure
+
         svg = figure_bytes(power_figure(curve), "svg")
         context.update(
             curve=curve,
