@@ -97,6 +97,8 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "drawbench.wsgi.application"
+# `manage.py test` hands over to pytest, which runs the suite (drawbench.test_runner).
+TEST_RUNNER = "drawbench.test_runner.PytestTestRunner"
 
 # https://django-environ.readthedocs.io/en/latest/types.html#environ-env-db-url
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'drawbench.sqlite3'}")}
