@@ -65,7 +65,10 @@ def _unsupported(name: str, value: Any, want: Any) -> ConversionError:
 def unet_config_from_diffusers(config: dict[str, Any], *, num_train_timesteps: int = 1000) -> UNetConfig:
     """The ``UNetConfig`` equal to an IF-style ``UNet2DConditionModel`` config.json (a dict)."""
     for name, want in REQUIRED.items():
-        if name in config and config[name] != want and not (name == "norm_eps" and abs(config[name] - want) < 1e-12):
+        value = config.get(name, want)
+        if isinstance(value, list) and len(set(map(repr, value))) == 1:
+            value = value[0]  # a per-level list with one value for every level
+        if value != want and not (name == "norm_eps" and abs(value - want) < 1e-12):
             raise _unsupported(name, config[name], want)
     down, up = list(config["down_block_types"]), list(config["up_block_types"])
     for block in down:
@@ -79,6 +82,8 @@ def unet_config_from_diffusers(config: dict[str, Any], *, num_train_timesteps: i
     if config.get("mid_block_type", "UNetMidBlock2DSimpleCrossAttn") != "UNetMidBlock2DSimpleCrossAttn":
         raise _unsupported("mid_block_type", config.get("mid_block_type"), "UNetMidBlock2DSimpleCrossAttn")
     head_dim = config.get("attention_head_dim", 8)
+    if isinstance(head_dim, list) and len(set(head_dim)) == 1:
+        head_dim = head_dim[0]
     if not isinstance(head_dim, int) or config.get("num_attention_heads") is not None:
         raise _unsupported("attention_head_dim", head_dim, "one int for every level")
     if config.get("encoder_hid_dim_type") not in (None, "text_proj"):

@@ -267,3 +267,12 @@ def test_sample_command_draws_from_a_converted_if_stage_with_a_local_t5(stage_on
 
     assert code == 0
     assert Image.open(out).size == (32, 16)
+
+
+def test_converter_reads_per_level_lists_that_hold_one_value():
+    config = {**if_unet_kwargs(stage=1), "only_cross_attention": [False, False], "attention_head_dim": [16, 16]}
+    unet = convert.unet_config_from_diffusers(config)
+    assert unet.head_dim == 16 and unet.use_self_attn
+
+    with pytest.raises(convert.ConversionError, match="only_cross_attention"):
+        convert.unet_config_from_diffusers({**config, "only_cross_attention": [False, True]})
