@@ -5,14 +5,15 @@ with the variance clustered by prompt and rater as the human-only interval is, a
 With n_c human judgments y (and the judge's score f of the comparison each judges) and N_c further comparisons that
 only the judge scores, in category c:
 
-    θ̂_c = λ_c·mean_U(f) + mean_L(y − λ_c·f),    λ_c = Cov_L(y, f) / ((1 + n_c/N_c)·Var(f))
+    θ̂_c = mean_L(y) − λ·(mean_L(f) − mean_U(f))
 
-(Angelopoulos, Duchi & Zrnic 2023, power tuning; stratified as StratPPI, Fisch et al. 2024), and θ̂ = Σ_c w_c·θ̂_c
-with w_c = n_c/n, the human-only score's own weights, so that λ = 0 gives exactly the human-only s. The variance is
-the two-way cluster-robust variance (``cluster.two_way_cluster_batch``) of the estimator's linearisation, one term
-per row: w_c·λ_c·(f − mean_U f)/N_c for a judge-only comparison, w_c·(y − λ_c·f − mean_L(y − λ_c·f))/n_c for a
-human judgment. A judge-only comparison shares its prompt cluster with the human judgments of that prompt (their
-covariance counts) and is its own rater cluster.
+(PPI++: Angelopoulos, Duchi & Zrnic 2023; stratified as StratPPI, Fisch et al. 2024), and θ̂ = Σ_c w_c·θ̂_c with
+w_c = n_c/n, the human-only score's own weights, so that λ = 0 gives exactly the human-only s. λ is PPI++'s
+power-tuned weight, computed from prompt-clustered moments and cross-fitted over two halves of the prompts (Zrnic &
+Candès 2024); it is kept only where the judge's agreement with the humans is significant. The variance is the
+default two-way cluster-robust variance of the human side (``ppi_batch``) plus the judge-only mean's
+prompt-clustered variance and their covariance through shared prompts (a judge shares prompts with the humans,
+never raters), plus λ̂'s own sampling variance.
 
 The limit (DESIGN.md §8): a judge sees no rater noise, so with s the share of the human-only variance that lies
 between comparisons and ρ the judge's agreement, the variance falls at most by the factor 1 − s·ρ²·N/(N + n).
@@ -136,8 +137,9 @@ def ppi_batch(
     with V and B the default two-way variance of a human-side mean and its bilinear form (by polarisation, so that
     λ = 0 gives exactly the human-only variance), V(f_U) the prompt-clustered variance of the judge-only mean, and
     C the prompt-level covariances between human-side and judge-only means (they share prompts, never raters).
-    ``lam`` None tunes one λ for the study, V_ab/V_bb (PPI++'s power tuning with clustered variances in place of
-    independent ones), kept only where significant and shrunk (``MIN_JUDGE_T2``); λ̂'s own sampling variance is added.
+    ``lam`` None tunes one λ for the study (see the comments below: prompt-clustered moments, cross-fitted, kept only
+    where significant and shrunk by ``MIN_JUDGE_T2``'s rule); λ̂'s own sampling variance is added. A fixed ``lam``
+    (0: human-only) is used as given.
     Intervals: estimate ± t·SE with the human-only df, clipped to [0, 1]."""
     Y = _as_columns(Y)
     F = _as_columns(F)
@@ -212,7 +214,6 @@ def ppi_batch(
     with np.errstate(divide="ignore", invalid="ignore"):
         pooled = np.where(pooled_bb > 0, pooled_ab / pooled_bb, 0.0)
         halves = np.where(other_bb > 0, other_ab / other_bb, pooled[None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
         tuned = np.where(np.isfinite(halves), halves, 0.0).mean(axis=0)
         r2 = np.where((var_judge > 0) & (spread_y > 0), cross**2 / (var_judge * spread_y), 0.0)
         # The judge's t² on the human clusters' df: the evidence that it agrees with the humans at all.
