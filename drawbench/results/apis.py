@@ -201,7 +201,7 @@ class StudyResultsApi(_StudyExportApi):
         )
         decisive_win_rate = serializers.FloatField(allow_null=True, help_text="A / (A + B).")
         low_precision = serializers.BooleanField(
-            help_text="Rests on fewer than 40 prompts or 10 raters: the interval is wide and less trustworthy."
+            help_text="The interval is wider than ±10 points or rests on fewer than 5 degrees of freedom."
         )
         alpha_nominal = serializers.FloatField(allow_null=True, help_text="Krippendorff's α, nominal.")
         alpha_ordinal = serializers.FloatField(allow_null=True, help_text="Krippendorff's α, ordinal A < tie < B.")
