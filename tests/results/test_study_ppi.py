@@ -1,12 +1,15 @@
 """Automatic judges in a study's results: judge_samples stores per-sample scores, the results page shows PPI++
 beside the human-only numbers and says whether the judge covers comparisons beyond those humans rated."""
 
+import io
 import json
 
 import numpy as np
 import pytest
-from django.core.management import call_command
+from django.core.files.base import ContentFile
+from django.core.management import CommandError, call_command
 from django.urls import reverse
+from PIL import Image
 
 from drawbench.results.models import JudgeScore
 from drawbench.results.selectors import study_judge_inputs, study_results
@@ -120,3 +123,37 @@ def test_a_judge_that_scores_only_what_humans_saw_is_said_to_save_almost_nothing
 def test_results_without_judge_scores_have_no_ppi_section(known_study, staff_client):
     html = staff_client.get(reverse("results:study-results", args=[known_study.study.pk])).content.decode()
     assert 'id="ppi"' not in html
+
+
+@pytest.mark.django_db
+def test_judge_samples_with_the_toy_world_checker_reads_each_sample_image(judged_study):
+    # The factory's images are plain colour squares and its prompts are no toy-world captions: the checker refuses
+    # them with a clear error rather than inventing scores.
+    study, _ = judged_study
+    with pytest.raises(CommandError):
+        call_command("judge_samples", str(study.pk), "--judge", "toyworld", "--question", "alignment")
+    assert not JudgeScore.objects.exists()
+
+
+@pytest.mark.django_db
+def test_judge_samples_scores_toy_world_images_by_their_captions():
+    from imagen_core.toyworld import ToyWorld, render_scene
+
+    study = StudyFactory(name="Toy", questions=["alignment"], samples_per_side=1)
+    model = EvaluatedModelFactory(name="toy", version="1")
+    study.evaluated_models.set([model])
+    rng = np.random.default_rng(2)
+    expected = {}
+    for position, caption in enumerate(["a red circle", "three blue squares"], start=1):
+        prompt = PromptFactory(prompt_set=study.prompt_set, position=position, category="Colors", text=caption)
+        for index, good in enumerate((True, False)):
+            pixels = render_scene(ToyWorld().scene_for(caption, rng)) if good else np.full((32, 32, 3), 128, np.uint8)
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, format="PNG")
+            sample = SampleFactory(
+                evaluated_model=model, prompt=prompt, index=index, image=ContentFile(buffer.getvalue(), name="x.png")
+            )
+            expected[sample.pk] = good
+    call_command("judge_samples", str(study.pk), "--judge", "toyworld", "--question", "alignment")
+    stored = dict(JudgeScore.objects.filter(judge="toyworld").values_list("sample_id", "score"))
+    assert {pk: score == 1.0 for pk, score in stored.items()} == expected

@@ -2,6 +2,7 @@
 
 Runs in a worker or a shell, never in the web process: a CLIP judge imports torch."""
 
+import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from drawbench.catalog.models import Sample
@@ -36,10 +37,7 @@ class Command(BaseCommand):
         ).select_related("prompt")
         if study.categories:
             samples = samples.filter(prompt__category__in=study.categories)
-        items = [
-            SampleItem(sample_id=s.pk, prompt=s.prompt.text, image_path=s.image.path if s.image else None)
-            for s in samples.order_by("id")
-        ]
+        items = [_item(sample) for sample in samples.order_by("id")]
         if not items:
             raise CommandError(f"Study {study.pk} has no samples to score.")
         try:
@@ -52,3 +50,15 @@ class Command(BaseCommand):
             scores={item.sample_id: float(score) for item, score in zip(items, scores, strict=True)},
         )
         self.stderr.write(f"Stored {stored} {name or scorer.name} scores ({question}) for study {study.pk}.")
+
+
+def _item(sample: Sample) -> SampleItem:
+    """A judge's view of a sample: its file where storage is a local folder, else its pixels read through storage."""
+    try:
+        return SampleItem(sample_id=sample.pk, prompt=sample.prompt.text, image_path=sample.image.path)
+    except NotImplementedError:  # remote storage (S3): no local path
+        from PIL import Image
+
+        with sample.image.open("rb") as handle:
+            pixels = np.asarray(Image.open(handle).convert("RGB"))
+        return SampleItem(sample_id=sample.pk, prompt=sample.prompt.text, pixels=pixels)
