@@ -453,6 +453,10 @@ class StageConfig:
     null_text: NullText = "zeros"
     # Lower-case and strip prompts before tokenizing (IF's pipelines do, when they do not clean captions).
     text_lowercase: bool = False
+    # Super-resolution sampling: upsample the low-res image with align_corners=True (IF's stage II does) instead of
+    # False, and draw its augmentation noise after the starting noise x_1 (IF's order) instead of before.
+    lowres_align_corners: bool = False
+    lowres_noise_after_start: bool = False
 
     def __post_init__(self) -> None:
         where = f"StageConfig(image_size={self.image_size})"

@@ -339,6 +339,8 @@ def stage_config_from_diffusers(
         text_padding="max_length",
         null_text="empty_prompt",
         text_lowercase=True,
+        lowres_align_corners=True,
+        lowres_noise_after_start=True,
     )
 
 

@@ -120,10 +120,18 @@ def sample_stage(
     batch = len(generators)
     device = text_embeds.device
     lowres_cond_img = lowres_noise_level = None
+    shape = (batch, stage.unet.in_channels, stage.image_size, stage.image_size)
+    x = None
     if stage.lowres_image_size is not None:
         if lowres_images is None:
             raise ValueError(f"the {stage.image_size}px super-resolution stage needs lowres_images")
-        lowres = resize_image(lowres_images.to(device).float(), stage.image_size)
+        if stage.lowres_align_corners:
+            size = (stage.image_size, stage.image_size)
+            lowres = F.interpolate(lowres_images.to(device).float(), size, mode="bilinear", align_corners=True)
+        else:
+            lowres = resize_image(lowres_images.to(device).float(), stage.image_size)
+        if stage.lowres_noise_after_start:
+            x = noise_like(shape, generators, device=device)
         # Sec. 2.5: at sampling time the augmentation level is fixed; the same noise draw per image (its generator).
         lowres_noise_level = torch.full((batch,), sampler.lowres_noise_level, device=device)
         aug_noise = noise_like(lowres.shape, generators, device=device)
@@ -144,8 +152,8 @@ def sample_stage(
         null_text_embeds=null_text_embeds,
         null_text_mask=null_text_mask,
     )
-    shape = (batch, stage.unet.in_channels, stage.image_size, stage.image_size)
-    x = noise_like(shape, generators, device=device)
+    if x is None:
+        x = noise_like(shape, generators, device=device)
     extra = {}
     if sampler.sampler == "ddim":
         extra["eta"] = sampler.ddim_eta
