@@ -21,6 +21,7 @@ from django.core.files.storage import default_storage, storages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -314,6 +315,10 @@ def rate(request: HttpRequest, token: str) -> HttpResponse:
             response_time_ms = int(raw_time)
         except ValueError:
             response_time_ms = raw_time
+        if request.POST.get("response_time_ms") == "":
+            # The form's hidden field, left empty by its script being off: the server's time since the item was
+            # shown stands in. (A form without the field is refused, as before.)
+            response_time_ms = _shown_for_ms(rater, key, default=raw_time)
         try:
             data = answering.answer_input({"key": key, "answers": answers, "response_time_ms": response_time_ms})
         except ValidationError:
@@ -334,6 +339,14 @@ def rate(request: HttpRequest, token: str) -> HttpResponse:
         raters.rater_complete(rater=rater)
         return redirect("rater:done", token)
     return redirect("rater:rate", token)
+
+
+def _shown_for_ms(rater: Rater, key: str, *, default):
+    assignment = assignment_get_for_rater(rater=rater, key=key) if key else None
+    shown_at = assignment and (assignment.shown_at or assignment.served_at)
+    if not shown_at:
+        return default
+    return min(answering.MAX_RESPONSE_TIME_MS, max(0, round((timezone.now() - shown_at).total_seconds() * 1000)))
 
 
 def _rating_error(

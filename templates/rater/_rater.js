@@ -157,9 +157,12 @@
 
   // Both sets on one screen: the CSS guesses the height of the rest of the page; a long caption can make it taller,
   // so shrink the sets until nothing scrolls (never below a readable size).
+  // Not on phones, where the sets stack and the page scrolls down: there the sets keep the screen's width.
   const sets = document.querySelector(".sets");
+  const stacked = window.matchMedia("(max-width: 820px)");
   function fit() {
     sets.style.width = "";
+    if (stacked.matches) return;
     for (let i = 0; i < 3; i++) {
       const overflow = document.documentElement.scrollHeight - window.innerHeight;
       if (overflow <= 0) return;
@@ -177,6 +180,9 @@
   const bigLabel = lightbox.querySelector("figcaption");
   const thumbs = Array.from(document.querySelectorAll(".thumb"));
   let current = null;
+  // The image that got the focus back when the lightbox closed: Enter there submits (the rater has looked), rather
+  // than enlarging it again. A focus moved by the rater (Tab, a click) makes Enter enlarge again.
+  let refocused = null;
 
   function show(thumb) {
     current = thumb;
@@ -190,8 +196,15 @@
     if (lightbox.hidden) return;
     lightbox.hidden = true;
     bigImage.removeAttribute("src");
-    if (current) current.focus();
+    if (current) {
+      current.focus();
+      refocused = current;
+    }
   }
+  document.addEventListener("focusin", function (event) {
+    if (event.target !== refocused) refocused = null;
+  });
+  document.addEventListener("pointerdown", function () { refocused = null; });
   function step(delta) {
     const siblings = Array.from(current.parentElement.querySelectorAll(".thumb"));
     const next = siblings[(siblings.indexOf(current) + delta + siblings.length) % siblings.length];
@@ -211,8 +224,8 @@
       return;
     }
     if (event.key === "Enter") {
-      // Enter on a focused image enlarges it, as a button does; anywhere else it submits.
-      if (event.target.closest && event.target.closest(".thumb, a")) return;
+      // Enter on an image the rater moved to enlarges it, as a button does; anywhere else it submits.
+      if (event.target !== refocused && event.target.closest && event.target.closest(".thumb, a, button")) return;
       event.preventDefault();
       form.requestSubmit(submitButton);
       return;

@@ -1,0 +1,158 @@
+"""The rating page in headless Chromium on a phone (390 px) and a laptop (1366 px): no sideways scroll, no serious
+or critical axe-core violations, a tap enlarges an image, Esc then Enter submits, and the form works without script.
+
+Needs Debian's chromium at /usr/bin/chromium and axe-core in .ci/node_modules (both installed by .ci/run); skipped
+without them unless DRAWBENCH_REQUIRE_SERVICES=1. Screenshots go to tests/artifacts/.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connections
+from django.urls import reverse
+
+from drawbench.studies.models import Judgment
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = ROOT / ".ci" / "node_modules" / "axe-core" / "axe.min.js"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1366, "height": 768}
+SERIOUS = ("serious", "critical")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def _require(path: Path) -> None:
+    if not path.exists():
+        if os.environ.get("DRAWBENCH_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{path} is missing and DRAWBENCH_REQUIRE_SERVICES=1")
+        pytest.skip(f"{path} is missing")
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    _require(CHROMIUM)
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+            connections.close_all()
+
+
+def _serve_media(route) -> None:
+    relative = route.request.url.split(settings.MEDIA_URL, 1)[1]
+    path = (Path(settings.MEDIA_ROOT) / relative).resolve()
+    if Path(settings.MEDIA_ROOT).resolve() in path.parents and path.is_file():
+        route.fulfill(path=str(path))
+    else:
+        route.fulfill(status=404)
+
+
+def _new_page(browser, viewport: dict, **options):
+    # bypass_csp: the rater page's policy would refuse the injected axe-core script.
+    context = browser.new_context(viewport=viewport, **options)
+    page = context.new_page()
+    page.route(f"**{settings.MEDIA_URL}**", _serve_media)
+    return page
+
+
+def _start(page, live_server, study) -> None:
+    page.goto(live_server.url + reverse("rater:study-entry", args=[study.rater_token]))
+    with page.expect_navigation():
+        page.click("button.primary")
+    page.wait_for_selector("#rating-form")
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('.thumb img')).every(img => img.complete && img.naturalWidth > 0)"
+    )
+
+
+def _axe_serious(page) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} · {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in SERIOUS
+    ]
+
+
+@pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["390px", "1366px"])
+def test_rating_and_entry_pages_fit_the_width_and_pass_axe(live_server, browser, make_study, viewport, artifacts_dir):
+    _require(AXE)
+    study = make_study(n_prompts=2, consent_text="We record your answers.")
+    page = _new_page(browser, viewport, bypass_csp=True, has_touch=viewport is PHONE)
+    width = viewport["width"]
+
+    page.goto(live_server.url + reverse("rater:study-entry", args=[study.rater_token]))
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the entry page scrolls sideways"
+    assert _axe_serious(page) == []
+    page.check("input[name=consent]")
+    with page.expect_navigation():
+        page.click("button.primary")
+    page.wait_for_selector("#rating-form")
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= page.evaluate("window.innerWidth"), f"{scroll_width} px wide at {width} px"
+    if viewport is PHONE:
+        left, right = page.locator(".set").nth(0).bounding_box(), page.locator(".set").nth(1).bounding_box()
+        assert right["y"] >= left["y"] + left["height"], "the sets stack on a phone"
+    page.screenshot(path=str(artifacts_dir / f"rater_rating_{width}.png"), full_page=True)
+    assert _axe_serious(page) == []
+
+    if viewport is PHONE:
+        page.locator(".thumb").nth(9).tap()
+        assert page.is_visible("#lightbox")
+        box = page.locator("#lightbox img").bounding_box()
+        assert box["width"] >= 0.8 * width
+        assert page.inner_text("#lightbox figcaption") == "Set B · image 2 of 8"
+        page.screenshot(path=str(artifacts_dir / f"rater_lightbox_{width}.png"))
+        page.locator("#lightbox").tap()
+        assert page.is_hidden("#lightbox")
+
+
+def test_esc_then_enter_submits_instead_of_reopening_the_image(live_server, browser, make_study):
+    study = make_study(n_prompts=2)
+    page = _new_page(browser, LAPTOP)
+    _start(page, live_server, study)
+    page.keyboard.press("a")
+    page.keyboard.press("l")
+    page.click(".thumb >> nth=2")
+    assert page.is_visible("#lightbox")
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#lightbox")
+    assert page.evaluate("document.activeElement.classList.contains('thumb')"), "focus goes back to the image"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.is_hidden("#lightbox")
+    assert Judgment.objects.count() == 2
+    # An image the rater tabs to still opens with Enter.
+    page.wait_for_selector("#rating-form")
+    page.focus(".thumb >> nth=0")
+    page.keyboard.press("Enter")
+    assert page.is_visible("#lightbox")
+
+
+def test_without_javascript_the_form_posts_the_answers_to_the_rate_page(live_server, browser, make_study):
+    study = make_study(n_prompts=2)
+    page = _new_page(browser, PHONE, java_script_enabled=False)
+    page.goto(live_server.url + reverse("rater:study-entry", args=[study.rater_token]))
+    with page.expect_navigation():
+        page.click("button.primary")
+    assert page.is_visible("#noscript-note")
+    assert "Comparison 1 of 2" in page.inner_text(".progress-text")
+    page.click("label.choice:has(input[name=answer_fidelity][value=left])")
+    page.click("label.choice:has(input[name=answer_alignment][value=tie])")
+    with page.expect_navigation():
+        page.click("#rating-form button[type=submit]")
+    assert "Comparison 2 of 2" in page.inner_text(".progress-text")
+    judgments = list(Judgment.objects.order_by("question"))
+    assert len(judgments) == 2
+    assert all(j.response_time_ms >= 0 for j in judgments)
