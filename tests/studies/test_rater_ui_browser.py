@@ -85,6 +85,16 @@ def _axe_serious(page) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("width", [360, 1920])
+def test_the_rating_page_never_scrolls_sideways_from_360_to_1920_px(live_server, browser, make_study, width):
+    study = make_study(n_prompts=1)
+    page = _new_page(browser, {"width": width, "height": 800})
+    _start(page, live_server, study)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    if width == 1920:
+        assert page.evaluate("document.documentElement.scrollHeight <= window.innerHeight"), "one screen on a desktop"
+
+
 @pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["390px", "1366px"])
 def test_rating_and_entry_pages_fit_the_width_and_pass_axe(live_server, browser, make_study, viewport, artifacts_dir):
     _require(AXE)
