@@ -13,9 +13,6 @@ from drawbench.test_runner import PytestTestRunner, label_to_pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Libraries that take a second or more to import between them; the web process's URL checks must not need them.
 HEAVY = ("torch", "diffusers", "matplotlib", "scipy", "pandas", "statsmodels")
-# Still imported by the results APIs and pages at URL-loading time (their interval constants and serializers); issue 16
-# leaves them to the results code's owners.
-STILL_EAGER = {"scipy", "pandas", "statsmodels"}
 
 
 def _manage(*args: str) -> subprocess.CompletedProcess:
@@ -51,7 +48,7 @@ def test_django_labels_become_pytest_paths_and_options_become_pytest_options():
     assert PytestTestRunner(verbosity=0).pytest_args([]) == ["--quiet"]
 
 
-def test_url_checks_import_none_of_the_heavy_libraries_beyond_those_still_eager():
+def test_url_checks_import_none_of_the_heavy_libraries():
     code = (
         "import json, os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = 'drawbench.settings.test'\n"
         "import django; django.setup()\n"
@@ -60,5 +57,19 @@ def test_url_checks_import_none_of_the_heavy_libraries_beyond_those_still_eager(
         f"print(json.dumps([name for name in {list(HEAVY)!r} if name in sys.modules]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
-    assert loaded - STILL_EAGER == set()
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(loaded) == 0, f"manage.py's checks import {loaded}: load them inside the views (drawbench.lazy_views)"
+
+
+def test_a_lazy_view_imports_its_module_only_when_used():
+    code = (
+        "import os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = 'drawbench.settings.test'\n"
+        "import django; django.setup()\n"
+        "from django.urls import get_resolver, reverse, resolve\n"
+        "reverse('results:power'); match = resolve('/dashboard/power/')\n"
+        "before = 'drawbench.results.views' in sys.modules\n"
+        "hasattr(match.func, 'csrf_exempt')\n"
+        "print(before, 'drawbench.results.views' in sys.modules, 'scipy' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True", "True"]
