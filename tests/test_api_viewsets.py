@@ -224,3 +224,14 @@ def test_swagger_ui_renders_the_api_in_chromium_with_nothing_refused_by_the_csp(
         finally:
             browser.close()
     assert [line for line in console if "Security Policy" in line] == []
+
+
+def test_schema_gives_every_api_operation_its_error_responses_with_the_error_body():
+    schema = Client().get(reverse("api-schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    results = schema["paths"]["/api/studies/{study_id}/results/"]["get"]["responses"]
+    assert {"200", "400", "401", "403", "404"} <= set(results)
+    assert results["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ApiError"}
+    # A rater's start needs no credentials, so it answers neither 401 nor 403; it is throttled, so 429.
+    start = schema["paths"]["/api/rater/{token}/start/"]["post"]["responses"]
+    assert {"400", "404", "429"} <= set(start) and not {"401", "403"} & set(start)
+    assert schema["components"]["schemas"]["ApiError"]["required"] == ["detail"]

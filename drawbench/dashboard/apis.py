@@ -57,10 +57,14 @@ class ResearcherPermission(BasePermission):
         return False
 
 
+class ApiErrorSerializer(serializers.Serializer):
+    """Every error under /api/ has this shape (DRF's, and the JSON 404 and 500 of drawbench.urls)."""
+
+    detail = serializers.CharField()
+
+
 def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(
-        response=inline_serializer("ApiError", {"detail": serializers.CharField()}), description=description
-    )
+    return OpenApiResponse(response=ApiErrorSerializer, description=description)
 
 
 ERROR_RESPONSES = {

@@ -335,6 +335,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The 400/401/403/404/429 responses that views do not declare (drawbench.api_schema); enums as by default.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "drawbench.api_schema.error_responses_hook",
+    ],
 }
 
 LOGGING = {
