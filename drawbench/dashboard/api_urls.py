@@ -6,6 +6,7 @@ Plain path() routes with int converters (rather than a DRF router's regexes), as
 from django.urls import path
 
 from drawbench.dashboard.apis import EvaluatedModelViewSet, GenerationRunViewSet, PromptSetViewSet, StudyViewSet
+from drawbench.dashboard.crowd_apis import StudyApprovalsApi, StudyBonusesApi, StudyEstimateApi
 
 LIST = {"get": "list"}
 DETAIL = {"get": "retrieve"}
@@ -15,6 +16,9 @@ urlpatterns = [
     path("studies/<int:study_id>/", StudyViewSet.as_view(DETAIL), name="api-study-detail"),
     path("studies/<int:study_id>/open/", StudyViewSet.as_view({"post": "open"}), name="api-study-open"),
     path("studies/<int:study_id>/close/", StudyViewSet.as_view({"post": "close"}), name="api-study-close"),
+    path("studies/<int:study_id>/approvals/", StudyApprovalsApi.as_view(), name="api-study-approvals"),
+    path("studies/<int:study_id>/bonuses/", StudyBonusesApi.as_view(), name="api-study-bonuses"),
+    path("studies/<int:study_id>/estimate/", StudyEstimateApi.as_view(), name="api-study-estimate"),
     path("models/", EvaluatedModelViewSet.as_view(LIST), name="api-model-list"),
     path("models/<int:model_id>/", EvaluatedModelViewSet.as_view(DETAIL), name="api-model-detail"),
     path("prompt-sets/", PromptSetViewSet.as_view(LIST), name="api-prompt-set-list"),
