@@ -224,6 +224,13 @@ class _UNetCommon(nn.Module):
             cond = self.act(cond)
         return x, cond, text_embeds, text_mask
 
+    def _set_memory_format(self) -> None:
+        """With config.channels_last, store the convolution weights channels-last too: oneDNN then runs the
+        convolutions and their backward without converting the weights (and their gradients) on every call.
+        Loading a state dict copies into these tensors and keeps their layout; saved checkpoints are contiguous."""
+        if self.config.channels_last:
+            self.to(memory_format=torch.channels_last)
+
     @property
     def num_halvings(self) -> int:
         raise NotImplementedError
@@ -299,6 +306,7 @@ class UNet(_UNetCommon):
                 )
                 self.upsamplers.append(up)
         self.out = self._out(ch)
+        self._set_memory_format()
 
     @property
     def num_halvings(self) -> int:
@@ -463,6 +471,7 @@ class EfficientUNet(_UNetCommon):
             self.ublocks.append(UBlock(merge, film(in_ch), res, block_attn(i), up))
             ch = chans[i]
         self.out = self._out(ch)
+        self._set_memory_format()
 
     @property
     def num_halvings(self) -> int:

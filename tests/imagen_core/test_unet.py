@@ -307,3 +307,26 @@ def test_channels_last_activations_compute_the_same_function(name):
         got = fast(x_t, time, text_embeds=text_embeds, text_mask=text_mask, **extra)
     assert got.is_contiguous()
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["base", "efficient_sr"])
+def test_channels_last_network_trains_the_same_and_keeps_its_weights_channels_last(name):
+    """channels_last also stores the convolution weights channels-last (no per-call weight conversion); loading a
+    state dict keeps that layout, and one training step's gradients are those of the plain network."""
+    config = TINY_CONFIGS[name]
+    torch.manual_seed(0)
+    plain = build_unet(config)
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    fast = build_unet(dataclasses.replace(config, channels_last=True))
+    fast.load_state_dict(plain.state_dict())
+    conv_weights = [m.weight for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert conv_weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
+    x_t, time, text_embeds, text_mask, extra = _inputs(config, batch=2, seed=5)
+    target = torch.randn_like(x_t[:, : config.out_channels])
+    for net in (plain, fast):
+        out = net(x_t, time, text_embeds=text_embeds, text_mask=text_mask, **extra)
+        (out - target).pow(2).mean().backward()
+    fast_params = dict(fast.named_parameters())
+    for key, p in plain.named_parameters():
+        torch.testing.assert_close(fast_params[key].grad, p.grad, atol=1e-5, rtol=1e-4, msg=key)
