@@ -144,12 +144,21 @@ def build_fixture(*, prompts: int, ratings: int, raters: int) -> Fixture:
     )
     real = study_open(
         study=study_create(
-            name="bench: real path", prompt_set=prompt_set, evaluated_models=models, ratings_per_comparison=ratings
+            name="bench: real path",
+            prompt_set=prompt_set,
+            evaluated_models=models,
+            ratings_per_comparison=ratings,
+            # No per-rater cap: a rater answers for the whole run.
+            max_comparisons_per_rater=None,
         )
     )
     ceiling = study_open(
         study=study_create(
-            name="bench: ceiling", prompt_set=prompt_set, evaluated_models=models, ratings_per_comparison=raters
+            name="bench: ceiling",
+            prompt_set=prompt_set,
+            evaluated_models=models,
+            ratings_per_comparison=raters,
+            max_comparisons_per_rater=None,
         )
     )
     ceiling_raters = Rater.objects.bulk_create(Rater(study=ceiling) for _ in range(raters))

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from decimal import Decimal
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
@@ -43,6 +43,24 @@ class BonusInput(PlatformInput):
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
 
+def _file_rows(name: str, columns: dict[str, list[str]]):
+    """The schema of a crowd file's rows: every platform's columns (each file has its own platform's)."""
+    every = dict.fromkeys(column for platform_columns in columns.values() for column in platform_columns)
+    return inline_serializer(name=name, fields={c: serializers.CharField(required=False) for c in every}, many=True)
+
+
+class EstimateOutput(serializers.Serializer):
+    items_per_rater = serializers.IntegerField()
+    seconds_per_item = serializers.FloatField()
+    source = serializers.CharField(help_text="pilot median, or default")
+    pilot_items = serializers.IntegerField()
+    minutes_per_rater = serializers.FloatField()
+    hourly_pay = serializers.FloatField(allow_null=True)
+    cost_per_rater = serializers.FloatField(allow_null=True)
+    raters_needed = serializers.IntegerField()
+    total_cost = serializers.FloatField(allow_null=True)
+
+
 class _CrowdFileApi(APIView):
     renderer_classes = [JSONRenderer, CSVRenderer]
     permission_classes = [IsResearcher]
@@ -66,7 +84,7 @@ class StudyApprovalsApi(_CrowdFileApi):
 
     what = "approvals"
 
-    @extend_schema(parameters=[PlatformInput])
+    @extend_schema(parameters=[PlatformInput], responses=_file_rows("CrowdApprovalRow", crowd.PLATFORM_COLUMNS))
     def get(self, request: Request, study_id: int) -> Response:
         params = PlatformInput(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -81,7 +99,7 @@ class StudyBonusesApi(_CrowdFileApi):
 
     what = "bonuses"
 
-    @extend_schema(parameters=[BonusInput])
+    @extend_schema(parameters=[BonusInput], responses=_file_rows("CrowdBonusRow", crowd.BONUS_COLUMNS))
     def get(self, request: Request, study_id: int) -> Response:
         params = BonusInput(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -103,7 +121,7 @@ class StudyEstimateApi(APIView):
 
     permission_classes = [IsResearcher]
 
-    @extend_schema(parameters=[EstimateInput])
+    @extend_schema(parameters=[EstimateInput], responses=EstimateOutput)
     def get(self, request: Request, study_id: int) -> Response:
         params = EstimateInput(data=request.query_params)
         params.is_valid(raise_exception=True)

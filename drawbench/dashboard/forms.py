@@ -3,7 +3,7 @@
 from django import forms
 
 from drawbench.catalog.models import EvaluatedModel, PromptSet
-from drawbench.studies.models import Question, Study
+from drawbench.studies.models import DEFAULT_MAX_COMPARISONS_PER_RATER, Question, Study
 
 
 def _help(field: str) -> str:
@@ -27,7 +27,10 @@ class StudyCreateForm(forms.Form):
     )
     samples_per_side = forms.IntegerField(min_value=1, max_value=16, initial=8)
     ratings_per_comparison = forms.IntegerField(min_value=1, max_value=1000, initial=25)
-    max_comparisons_per_rater = forms.IntegerField(min_value=1, required=False)
+    max_comparisons_per_rater = forms.IntegerField(
+        min_value=1, required=False, initial=DEFAULT_MAX_COMPARISONS_PER_RATER,
+        help_text="Comparisons a rater gets at most (empty: every comparison).",
+    )  # fmt: skip
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     # Rater operations: quality control, consent and the way back to the crowd platform. Each may be left empty for
     # the default (the DrawBench protocol has no quality control: none is on unless asked for).

@@ -50,6 +50,11 @@ class DisplayedChoice(models.TextChoices):
     RIGHT = "right", "I prefer set B"
 
 
+# A crowd rater's session: 50 comparisons at about 20 s each is a quarter of an hour (DrawBench's 200 would be more
+# than an hour, and a rater would need them all for a completion code).
+DEFAULT_MAX_COMPARISONS_PER_RATER = 50
+
+
 class DisplayFormat(models.TextChoices):
     JPEG = "jpeg", "JPEG"
     PNG = "png", "PNG"
@@ -70,7 +75,10 @@ class Study(models.Model):
     samples_per_side = models.PositiveSmallIntegerField(default=8)
     ratings_per_comparison = models.PositiveSmallIntegerField(default=25)
     max_comparisons_per_rater = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Empty: a rater may rate every comparison once."
+        null=True,
+        blank=True,
+        default=DEFAULT_MAX_COMPARISONS_PER_RATER,
+        help_text="Comparisons a rater gets at most (a crowd session of reasonable length). Empty: every comparison.",
     )
     instructions = models.TextField(blank=True)
     consent_text = models.TextField(

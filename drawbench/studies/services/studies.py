@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet
 from drawbench.studies.models import (
+    DEFAULT_MAX_COMPARISONS_PER_RATER,
     Comparison,
     DisplayFormat,
     Question,
@@ -83,7 +84,7 @@ def study_create(
     questions: Sequence[str] = (Question.FIDELITY.value, Question.ALIGNMENT.value),
     samples_per_side: int = 8,
     ratings_per_comparison: int = 25,
-    max_comparisons_per_rater: int | None = None,
+    max_comparisons_per_rater: int | None = DEFAULT_MAX_COMPARISONS_PER_RATER,
     instructions: str = "",
     consent_text: str = "",
     practice_items: int = 0,
