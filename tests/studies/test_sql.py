@@ -43,7 +43,7 @@ def test_the_lock_reads_the_assignment_the_study_and_the_counts_as_the_orm_does(
 
 
 def test_counts_that_the_study_settings_make_moot_are_not_read(make_study):
-    study = make_study(n_prompts=2)
+    study = make_study(n_prompts=2, max_comparisons_per_rater=None)
     rater = rater_create(study=study)
     item = assignment_next_for_rater(rater=rater)
 
