@@ -422,9 +422,11 @@ def comparisons_claim(
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f"WITH claimed AS ({claim}) SELECT claimed.*, s.id, s.evaluated_model_id, d.name FROM claimed"
-                f" LEFT JOIN ({SAMPLE} s JOIN {DISPLAY_IMAGE} d ON d.sample_id = s.id AND d.study_id = %s)"
-                " ON s.prompt_id = claimed.prompt_id"
+                # Each sample's display name by an index probe on (study, sample), as the sample's own row is read:
+                # a join the planner could turn into a scan of the study's display images (tens of thousands).
+                f"WITH claimed AS ({claim}) SELECT claimed.*, s.id, s.evaluated_model_id,"
+                f" (SELECT d.name FROM {DISPLAY_IMAGE} d WHERE d.study_id = %s AND d.sample_id = s.id) FROM claimed"
+                f" LEFT JOIN {SAMPLE} s ON s.prompt_id = claimed.prompt_id"
                 " AND s.evaluated_model_id IN (claimed.model_a_id, claimed.model_b_id)"
                 ' ORDER BY claimed.id, s."index"',
                 [*params, study.pk],
@@ -433,7 +435,7 @@ def comparisons_claim(
             claimed: dict[int, tuple[tuple, list]] = {}
             for row in rows:
                 _, samples = claimed.setdefault(row[0], (row[:6], []))
-                if row[6] is not None:
+                if row[6] is not None and row[8] is not None:
                     samples.append(tuple(row[6:]))
         else:
             cursor.execute(claim, params)
