@@ -1,6 +1,7 @@
 """Reads with rules: what a study still lacks, how far it is, what a rater is shown next and how it is displayed,
 how a rater answered (for quality flags) and what they get when they finish."""
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -198,9 +199,14 @@ class AssignmentDisplay:
 
 
 def display_url_prefix(study: Study) -> str:
-    """Where the study's display images are fetched: this prefix and an image's display name (views.display_image).
-    Reversed once per item, not per image."""
-    return reverse("rater:display-image", args=[study.rater_token, "x"])[:-1]
+    """Where the study's display images are fetched: this prefix and an image's display name (views.display_image)."""
+    return _display_url_prefix(study.rater_token)
+
+
+@functools.lru_cache(maxsize=1024)
+def _display_url_prefix(rater_token: str) -> str:
+    # Reversed once per study link and process, not on every answer (the URL patterns never change while serving).
+    return reverse("rater:display-image", args=[rater_token, "x"])[:-1]
 
 
 def question_text(question: str, *, caption: str) -> str:

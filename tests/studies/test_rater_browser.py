@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connections
 from django.urls import reverse
 
@@ -43,23 +42,12 @@ def browser_page(monkeypatch):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport=LAPTOP)
-            # The live server serves static files, not media: hand the browser the sample files from MEDIA_ROOT.
-            page.route(f"**{settings.MEDIA_URL}**", _serve_media)
             yield page
         finally:
             browser.close()
             # Inside Playwright's event loop Django keeps the test's database connection per context, not per thread:
             # close it here, or it outlives the test and blocks dropping the test database.
             connections.close_all()
-
-
-def _serve_media(route) -> None:
-    relative = route.request.url.split(settings.MEDIA_URL, 1)[1]
-    path = (Path(settings.MEDIA_ROOT) / relative).resolve()
-    if Path(settings.MEDIA_ROOT).resolve() in path.parents and path.is_file():
-        route.fulfill(path=str(path))
-    else:
-        route.fulfill(status=404)
 
 
 def _wait_for_focus(page, selector: str) -> None:

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connections
 from django.urls import reverse
 
@@ -48,20 +47,10 @@ def browser(monkeypatch):
             connections.close_all()
 
 
-def _serve_media(route) -> None:
-    relative = route.request.url.split(settings.MEDIA_URL, 1)[1]
-    path = (Path(settings.MEDIA_ROOT) / relative).resolve()
-    if Path(settings.MEDIA_ROOT).resolve() in path.parents and path.is_file():
-        route.fulfill(path=str(path))
-    else:
-        route.fulfill(status=404)
-
-
 def _new_page(browser, viewport: dict, **options):
     # bypass_csp: the rater page's policy would refuse the injected axe-core script.
     context = browser.new_context(viewport=viewport, **options)
     page = context.new_page()
-    page.route(f"**{settings.MEDIA_URL}**", _serve_media)
     return page
 
 
