@@ -21,12 +21,17 @@ def generation_run_prompts(*, run: GenerationRun) -> QuerySet[Prompt]:
     return prompts.order_by("position")
 
 
+# Model time below which the overhead says nothing (the dashboard shows "n/a (model time < 1 s)").
+OVERHEAD_MIN_MODEL_SECONDS = 1.0
+
+
 def generation_run_progress(*, run: GenerationRun) -> dict[str, Any]:
     """done / total samples (counted from Sample rows), failed prompts, images/s since the start, ETA, status, the
-    queue its tasks went to, and the platform's overhead: task time not spent in the model, over model time.
+    queue its tasks went to, and the platform's overhead: the share of task time not spent in the model (0 to 1).
 
     Two queries. ``images_per_s`` counts samples made since the run (re)started, so a resumed run's rate is its
-    own; it, ``eta_s`` and ``overhead`` are None until there is something to measure.
+    own; it and ``eta_s`` are None until there is something to measure, ``overhead`` until the model has run for
+    OVERHEAD_MIN_MODEL_SECONDS (below that, timer resolution and start-up swamp it: 73,636% of a 1 ms model call).
     """
     state = (
         GenerationRun.objects.filter(pk=run.pk)
@@ -52,7 +57,8 @@ def generation_run_progress(*, run: GenerationRun) -> dict[str, Any]:
             images_per_s = counts["made"] / elapsed
             if state["status"] == GenerationRun.Status.RUNNING:
                 eta_s = max(total - done, 0) / images_per_s
-    model_seconds = state["model_seconds"]
+    model_seconds, task_seconds = state["model_seconds"], state["task_seconds"]
+    measurable = model_seconds >= OVERHEAD_MIN_MODEL_SECONDS and task_seconds > 0
     return {
         "done": done,
         "total": total,
@@ -61,7 +67,7 @@ def generation_run_progress(*, run: GenerationRun) -> dict[str, Any]:
         "eta_s": eta_s,
         "status": state["status"],
         "queue": state["queue"],
-        "overhead": (state["task_seconds"] - model_seconds) / model_seconds if model_seconds > 0 else None,
+        "overhead": max(task_seconds - model_seconds, 0) / task_seconds if measurable else None,
     }
 
 
