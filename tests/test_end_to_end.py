@@ -67,7 +67,7 @@ def test_study_end_to_end_on_postgresql(on_postgresql, tmp_path, staff_user, set
         _write_sample_folder(folder, positions, colour)
         call_command(
             "import_samples", "--model", name, "--prompt-set", "drawbench", "--folder", str(folder),
-            "--create-model", stdout=io.StringIO(),
+            "--samples-per-prompt", str(SAMPLES), "--create-model", stdout=io.StringIO(),
         )  # fmt: skip
     model_a, model_b = EvaluatedModel.objects.get(name="closed-a"), EvaluatedModel.objects.get(name="closed-b")
     assert Sample.objects.filter(evaluated_model__in=[model_a, model_b]).count() == 2 * 7 * SAMPLES

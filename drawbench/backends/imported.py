@@ -2,14 +2,18 @@
 
 Two layouts, for ``n`` samples per prompt:
 
-- a folder ``<root>/<prompt position>/<k>.png`` with ``k = 0 .. n-1`` (also ``.jpg``, ``.jpeg``, ``.webp``);
-- a manifest CSV with the header ``prompt,image`` and an optional ``index`` column; ``image`` is a path relative to
-  the manifest's folder. Without ``index``, a prompt's rows are numbered in file order.
+- a folder ``<root>/<prompt position>/<k>.png`` (also ``.jpg``, ``.jpeg``, ``.webp``). Numbering: the prompt
+  position is the prompt's 1-based position in its prompt set (the file's row order, as ``load_prompts`` stored it:
+  the first prompt is ``1/``); the image index ``k`` is 0-based, ``0.png`` to ``<n-1>.png``.
+- a manifest CSV with the header ``prompt,image`` and an optional ``index`` column (0-based, ``0`` to ``n-1``);
+  ``image`` is a path relative to the manifest's folder. Without ``index``, a prompt's rows are numbered 0, 1, ... in
+  file order.
 
 ``ImportBackend.plan()`` checks everything before anything is stored: the layout against the prompt set, the number
 of samples per prompt, and every image with Pillow (readable, not truncated, under the size limits, not a
-decompression bomb, content matching its extension). It reports all problems at once, each naming the file (and the
-manifest line), in an ``ImageImportError``.
+decompression bomb, content matching its extension). It reports all problems at once in an ``ImageImportError``,
+each naming the file (and the manifest line); one problem met in many places (the same image missing from 200
+prompt folders) is one line listing the first places.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ IMAGE_EXTENSIONS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPE
 IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP")
 MANIFEST_IMAGE_COLUMNS: tuple[str, ...] = ("image", "image_path", "path")
 MAX_LISTED_PROBLEMS = 200
+# Places named on the line of a problem met in many places.
+MAX_LISTED_PLACES = 10
+FIRST_PROMPT_POSITION = 1
+FIRST_SAMPLE_INDEX = 0
 
 _NUMBER = re.compile(r"[0-9]+")
 
@@ -71,15 +79,44 @@ class ImportItem:
         }
 
 
-class ImageImportError(ValueError):
-    """Everything wrong with an import source, one problem per line."""
+#: A problem: ``(where, what)`` (a file, folder or manifest line, and what is wrong there), or a whole sentence.
+Problem = tuple[str, str] | str
 
-    def __init__(self, source: Path | str, problems: Sequence[str]) -> None:
+
+def group_problems(problems: Iterable[Problem]) -> list[str]:
+    """One line per distinct problem, in order of first appearance: ``"where: what"`` where it was met once, else
+    ``"what — in N places: w1, w2, ... (first 10 of N)"``."""
+    groups: dict[str, list[str]] = {}
+    for problem in problems:
+        where, what = ("", problem) if isinstance(problem, str) else problem
+        places = groups.setdefault(what, [])
+        if where and where not in places:
+            places.append(where)
+    lines = []
+    for what, places in groups.items():
+        if not places:
+            lines.append(what)
+        elif len(places) == 1:
+            lines.append(f"{places[0]}: {what}")
+        else:
+            listed = ", ".join(places[:MAX_LISTED_PLACES])
+            more = f", ... (first {MAX_LISTED_PLACES} of {len(places)})" if len(places) > MAX_LISTED_PLACES else ""
+            lines.append(f"{what} — in {len(places)} places: {listed}{more}")
+    return lines
+
+
+class ImageImportError(ValueError):
+    """Everything wrong with an import source: ``problems`` holds one line per distinct problem (see
+    ``group_problems``), ``count`` how many places had one."""
+
+    def __init__(self, source: Path | str, problems: Sequence[Problem]) -> None:
         self.source = str(source)
-        self.problems = list(problems)
+        self.count = len(problems)
+        self.problems = group_problems(problems)
         listed = self.problems[:MAX_LISTED_PROBLEMS]
         more = len(self.problems) - len(listed)
-        lines = [f"Cannot import samples from {self.source}: {len(self.problems)} problem(s); nothing was imported."]
+        kinds = f" of {len(self.problems)} kinds" if len(self.problems) != self.count else ""
+        lines = [f"Cannot import samples from {self.source}: {self.count} problem(s){kinds}; nothing was imported."]
         lines += [f"  - {problem}" for problem in listed]
         if more:
             lines.append(f"  ... and {more} more")
@@ -89,7 +126,10 @@ class ImageImportError(ValueError):
 @dataclass
 class _Plan:
     items: list[ImportItem] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, where: str, what: str) -> None:
+        self.problems.append((where, what))
 
 
 def _indices_text(indices: Iterable[int]) -> str:
@@ -141,62 +181,74 @@ class ImportBackend(SampleBackend):
         plan = _Plan()
         by_position = {p.position: p for p in prompts}
         seen_positions: dict[int, str] = {}
+        numbered_from_one: list[str] = []
+        expected = _expected_images(n)
         for entry in sorted(root.iterdir(), key=_natural_key):
             if entry.name.startswith("."):
                 continue
             name = entry.name
             if not entry.is_dir():
-                plan.problems.append(
-                    f"{name}: unexpected file at the top level; expected one folder per prompt position "
-                    f"(<position>/<k>.png)"
+                plan.add(
+                    name,
+                    "unexpected file at the top level; expected one folder per prompt position (<position>/<k>.png)",
                 )
                 continue
             if not _NUMBER.fullmatch(name):
-                plan.problems.append(f"{name}/: folder name is not a prompt position (a number)")
+                plan.add(f"{name}/", "folder name is not a prompt position (a number)")
                 continue
             position = int(name)
             prompt = by_position.get(position)
             if prompt is None:
-                plan.problems.append(f"{name}/: the prompt set has no prompt at position {position}")
+                hint = " (positions start at 1, as in the prompt file)" if position < FIRST_PROMPT_POSITION else ""
+                plan.add(f"{name}/", f"the prompt set has no prompt at position {position}{hint}")
                 continue
             if position in seen_positions:
-                plan.problems.append(f"{name}/: names prompt {position}, like {seen_positions[position]}/")
+                plan.add(f"{name}/", f"names prompt {position}, like {seen_positions[position]}/")
                 continue
             seen_positions[position] = name
             found: dict[int, str] = {}
+            named: set[int] = set()
             for file in sorted(entry.iterdir(), key=_natural_key):
                 if file.name.startswith("."):
                     continue
                 where = f"{name}/{file.name}"
                 if file.is_dir():
-                    plan.problems.append(f"{where}/: unexpected folder; a prompt folder holds only images <k>.png")
+                    plan.add(f"{where}/", "unexpected folder; a prompt folder holds only images <k>.png")
                     continue
-                index = self._index_from_name(file, where, n, plan.problems)
+                if _NUMBER.fullmatch(file.stem):
+                    named.add(int(file.stem))
+                index = self._index_from_name(file, where, n, plan)
                 if index is None:
                     continue
                 if index in found:
-                    plan.problems.append(f"{where}: duplicate sample index {index} (also {found[index]})")
+                    plan.add(where, f"duplicate sample index {index} (also {found[index]})")
                     continue
                 found[index] = where
                 self._check_and_add(plan, prompt, index, file, where)
             missing = set(range(n)) - found.keys()
             if missing:
-                plan.problems.append(
-                    f"{name}/: missing sample(s) {_indices_text(missing)}; expected {n} images, 0 to {n - 1}"
-                )
+                plan.add(f"{name}/", f"missing sample(s) {_indices_text(missing)}; expected {expected}")
+            if named == set(range(1, n + 1)):
+                numbered_from_one.append(f"{name}/")
+        if numbered_from_one:
+            places = ", ".join(numbered_from_one[:MAX_LISTED_PLACES])
+            plan.problems.append(
+                f"images are numbered from 1 in {len(numbered_from_one)} prompt folder(s) ({places}"
+                f"{', ...' if len(numbered_from_one) > MAX_LISTED_PLACES else ''}); number them from 0: {expected}"
+            )
         return plan
 
-    def _index_from_name(self, file: Path, where: str, n: int, problems: list[str]) -> int | None:
+    def _index_from_name(self, file: Path, where: str, n: int, plan: _Plan) -> int | None:
         extension = file.suffix.lower()
         if extension not in IMAGE_EXTENSIONS:
-            problems.append(_wrong_extension(where, file.suffix))
+            plan.add(where, _wrong_extension(file.suffix))
             return None
         if not _NUMBER.fullmatch(file.stem):
-            problems.append(f"{where}: file name is not a sample index; expected 0{extension} to {n - 1}{extension}")
+            plan.add(where, f"file name is not a sample index; expected 0{extension} to {n - 1}{extension}")
             return None
         index = int(file.stem)
         if index >= n:
-            problems.append(f"{where}: extra sample {index}; with {n} samples per prompt indices run from 0 to {n - 1}")
+            plan.add(where, _extra_sample(index, n))
             return None
         return index
 
@@ -206,7 +258,7 @@ class ImportBackend(SampleBackend):
         try:
             text = manifest.read_bytes().decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            plan.problems.append(f"{label}: not UTF-8 text (undecodable byte at offset {exc.start})")
+            plan.add(label, f"not UTF-8 text (undecodable byte at offset {exc.start})")
             return plan
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = [(name or "").strip().lower() for name in (reader.fieldnames or [])]
@@ -216,9 +268,10 @@ class ImportBackend(SampleBackend):
         if missing:
             delimiter = next((d for d in ";\t|" if any(d in name for name in header)), None)
             hint = f"; the columns look separated by {delimiter!r}, use commas" if delimiter else ""
-            plan.problems.append(
-                f"{label} line 1: missing column(s) {', '.join(missing)}; the header is {header!r}, "
-                f"expected prompt,image[,index]{hint}"
+            plan.add(
+                f"{label} line 1",
+                f"missing column(s) {', '.join(missing)}; the header is {header!r}, "
+                f"expected prompt,image[,index]{hint}",
             )
             return plan
         has_index = "index" in header
@@ -234,34 +287,34 @@ class ImportBackend(SampleBackend):
                 # line_num counts physical lines read, so it is this row's (last) line, blank lines included.
                 rows.append((reader.line_num, row))
         except csv.Error as exc:
-            plan.problems.append(f"{label} line {reader.line_num}: unreadable CSV ({exc})")
+            plan.add(f"{label} line {reader.line_num}", f"unreadable CSV ({exc})")
             return plan
         for line, row in rows:
             at = f"{label} line {line}"
             if None in row:
-                plan.problems.append(f"{at}: more fields than the header's {len(header)} columns")
+                plan.add(at, f"more fields than the header's {len(header)} columns")
                 continue
             text_value = (row["prompt"] or "").strip()
             image_value = (row[image_column] or "").strip()
             row_ok = True
             prompt = by_text.get(text_value)
             if not text_value:
-                plan.problems.append(f"{at}: empty prompt")
+                plan.add(at, "empty prompt")
                 row_ok = False
             elif prompt is None:
-                plan.problems.append(f"{at}: prompt {text_value!r} is not in the prompt set")
+                plan.add(at, f"prompt {text_value!r} is not in the prompt set")
                 row_ok = False
             path = manifest.parent / image_value
             if not image_value:
-                plan.problems.append(f"{at}: empty image path")
+                plan.add(at, "empty image path")
                 row_ok = False
             elif Path(image_value).is_absolute() or not path.resolve().is_relative_to(folder):
-                plan.problems.append(f"{at}: image path {image_value!r} must be relative and inside {folder}")
+                plan.add(at, f"image path {image_value!r} must be relative and inside the manifest's folder")
                 row_ok = False
             if has_index:
                 raw = (row["index"] or "").strip()
                 if not _NUMBER.fullmatch(raw):
-                    plan.problems.append(f"{at}: index {raw!r} is not a whole number from 0 to {n - 1}")
+                    plan.add(at, f"index {raw!r} is not a whole number from 0 to {n - 1}")
                     continue
                 index = int(raw)
             elif prompt is not None:
@@ -270,18 +323,14 @@ class ImportBackend(SampleBackend):
             else:
                 continue
             if index >= n:
-                plan.problems.append(
-                    f"{at}: extra sample {index}; with {n} samples per prompt indices run from 0 to {n - 1}"
-                )
+                plan.add(at, _extra_sample(index, n))
                 continue
             if prompt is None:
                 continue
             lines_of.setdefault(prompt.id, []).append(line)
             if (prompt.id, index) in seen:
-                plan.problems.append(
-                    f"{at}: duplicate sample index {index} of prompt {prompt.position} "
-                    f"(also line {seen[prompt.id, index]})"
-                )
+                also = seen[prompt.id, index]
+                plan.add(at, f"duplicate sample index {index} of prompt {prompt.position} (also line {also})")
                 continue
             seen[prompt.id, index] = line
             if not row_ok:
@@ -289,19 +338,19 @@ class ImportBackend(SampleBackend):
             where = f"{at} ({image_value})"
             extension = path.suffix.lower()
             if extension not in IMAGE_EXTENSIONS:
-                plan.problems.append(_wrong_extension(where, path.suffix))
+                plan.add(where, _wrong_extension(path.suffix))
                 continue
             if not path.is_file():
-                plan.problems.append(f"{where}: file not found")
+                plan.add(where, "file not found")
                 continue
             self._check_and_add(plan, prompt, index, path, where)
         for prompt_id, lines in lines_of.items():
             missing = set(range(n)) - {index for (pid, index) in seen if pid == prompt_id}
             if missing:
                 prompt = by_id[prompt_id]
-                plan.problems.append(
-                    f"{label} lines {_indices_text(lines)}: prompt {prompt.position} ({prompt.text[:60]!r}) is "
-                    f"missing sample(s) {_indices_text(missing)}; expected {n}, 0 to {n - 1}"
+                plan.add(
+                    f"{label} lines {_indices_text(lines)} (prompt {prompt.position}, {prompt.text[:60]!r})",
+                    f"missing sample(s) {_indices_text(missing)}; expected {n}, 0 to {n - 1}",
                 )
         return plan
 
@@ -309,7 +358,7 @@ class ImportBackend(SampleBackend):
         expected = IMAGE_EXTENSIONS[path.suffix.lower()]
         problem, item = self._check_image(path, where, expected, prompt, index)
         if problem:
-            plan.problems.append(problem)
+            plan.add(where, problem)
         else:
             plan.items.append(item)
 
@@ -319,21 +368,21 @@ class ImportBackend(SampleBackend):
         try:
             size = path.stat().st_size
         except OSError as exc:
-            return f"{where}: unreadable ({exc.strerror})", None
+            return f"unreadable ({exc.strerror})", None
         if size == 0:
-            return f"{where}: empty file", None
+            return "empty file", None
         if size > self.max_bytes:
-            return f"{where}: {size} bytes, over the limit of {self.max_bytes} (DRAWBENCH_MAX_IMAGE_BYTES)", None
+            return f"{size} bytes, over the limit of {self.max_bytes} (DRAWBENCH_MAX_IMAGE_BYTES)", None
         try:
             data = path.read_bytes()
         except OSError as exc:
-            return f"{where}: unreadable ({exc.strerror})", None
+            return f"unreadable ({exc.strerror})", None
         try:
             width, height, fmt = self._decode(data)
         except _ImageProblem as exc:
-            return f"{where}: {exc}", None
+            return str(exc), None
         if fmt != expected_format:
-            return f"{where}: the file is a {fmt} image but its extension says {expected_format}; rename it", None
+            return f"the file is a {fmt} image but its extension says {expected_format}; rename it", None
         item = ImportItem(
             prompt=prompt,
             index=index,
@@ -375,7 +424,7 @@ class ImportBackend(SampleBackend):
         """The pixels of a validated item, upright (EXIF orientation applied), as the file held them at validation."""
         data = item.path.read_bytes()
         if hashlib.sha256(data).hexdigest() != item.source_sha256:
-            raise ImageImportError(item.path, [f"{item.where}: the file changed after it was validated"])
+            raise ImageImportError(item.path, [(item.where, "the file changed after it was validated")])
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             image.load()
             return ImageOps.exif_transpose(image)
@@ -385,8 +434,18 @@ class _ImageProblem(Exception):
     pass
 
 
-def _wrong_extension(where: str, suffix: str) -> str:
-    return f"{where}: wrong extension {suffix or '(none)'!r}; expected .png, .jpg, .jpeg or .webp"
+def _wrong_extension(suffix: str) -> str:
+    return f"wrong extension {suffix or '(none)'!r}; expected .png, .jpg, .jpeg or .webp"
+
+
+def _extra_sample(index: int, n: int) -> str:
+    return f"extra sample {index}; with {n} samples per prompt indices run from 0 to {n - 1}"
+
+
+def _expected_images(n: int) -> str:
+    """The file names of a prompt folder with ``n`` samples, numbered from 0."""
+    names = ", ".join(f"{k}.png" for k in range(min(n, 3)))
+    return f"{n} image(s) numbered from 0: {names}{', ...' if n > 4 else ''}{f', {n - 1}.png' if n > 3 else ''}"
 
 
 def _natural_key(path: Path) -> tuple[int, int | str]:

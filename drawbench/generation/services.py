@@ -192,9 +192,12 @@ def samples_import(
     evaluated_model: EvaluatedModel,
     prompt_set: PromptSet,
     source: Path,
-    samples_per_prompt: int = 8,
+    samples_per_prompt: int,
 ) -> ImportReport:
     """Import samples made elsewhere from a folder or a manifest CSV (see drawbench.backends.imported).
+
+    ``samples_per_prompt`` has no default: a source must hold exactly that many images per prompt it covers,
+    numbered from 0 (prompt folders are the prompts' 1-based positions).
 
     All or nothing: every problem of the source is reported together in an ``ImageImportError`` before anything is
     written, and the rows are written in one transaction. If that transaction fails (or is interrupted), the files it
@@ -213,8 +216,11 @@ def samples_import(
         for s in Sample.objects.filter(evaluated_model=evaluated_model, prompt__prompt_set=prompt_set)
     }
     conflicts = [
-        f"{item.where}: {evaluated_model} already has a different sample {item.index} of prompt "
-        f"{item.prompt.position}; import under a new model version instead"
+        (
+            item.where,
+            f"{evaluated_model} already has a different sample {item.index} of prompt {item.prompt.position}; "
+            "import under a new model version instead",
+        )
         for item in items
         if (item.prompt.id, item.index) in existing
         and existing[item.prompt.id, item.index].settings.get("source_sha256") != item.source_sha256
@@ -573,7 +579,7 @@ IMPORT_BACKEND = "drawbench.backends.imported.ImportBackend"
 
 @transaction.atomic
 def samples_import_with_model(
-    *, name: str, version: str, prompt_set: PromptSet, source: Path, samples_per_prompt: int = 8
+    *, name: str, version: str, prompt_set: PromptSet, source: Path, samples_per_prompt: int
 ) -> tuple[EvaluatedModel, ImportReport]:
     """Create the imported model ``name@version`` if it is missing and import its samples, in one transaction: an
     import that fails leaves neither samples, nor files, nor a new, empty model row behind."""

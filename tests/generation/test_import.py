@@ -287,7 +287,9 @@ def test_samples_import_reports_every_problem_of_a_folder_at_once(prompt_set, im
         samples_import(evaluated_model=imported_model, prompt_set=prompt_set, source=root, samples_per_prompt=2)
 
     text = str(caught.value)
-    for fragment in ("9/:", "2/: missing sample(s) 1", "2/0.png: unreadable", "1/1.gif: wrong extension"):
+    # 1/ (its 1.gif refused) and 2/ both lack sample 1: one line names both folders.
+    missing = "missing sample(s) 1; expected 2 image(s) numbered from 0: 0.png, 1.png — in 2 places: 1/, 2/"
+    for fragment in ("9/:", missing, "2/0.png: unreadable", "1/1.gif: wrong extension"):
         assert fragment in text
     assert str(root) in text and "nothing was imported" in text
     assert Sample.objects.count() == 0 and stored_sample_files() == []
@@ -372,7 +374,7 @@ BAD_MANIFESTS = {
     ),
     "missing sample": (
         _csv("prompt,image", f"{TRIANGLE},a.png"),
-        "manifest.csv lines 2: prompt 3 ('A green triangle.') is missing sample(s) 1",
+        "manifest.csv lines 2 (prompt 3, 'A green triangle.'): missing sample(s) 1; expected 2, 0 to 1",
     ),
     "path escapes the folder": (
         _csv("prompt,image", f"{TRIANGLE},../a.png", f"{TRIANGLE},b.png"),
@@ -407,13 +409,17 @@ def test_samples_import_rejects_a_manifest_that_is_not_utf8(prompt_set, imported
     manifest = tmp_path / "m.csv"
     manifest.write_bytes("prompt,image\nCafé,a.png\n".encode("latin-1"))
 
-    problems = import_problems(evaluated_model=imported_model, prompt_set=prompt_set, source=manifest)
+    problems = import_problems(
+        evaluated_model=imported_model, prompt_set=prompt_set, source=manifest, samples_per_prompt=1
+    )
 
     assert problems[0].startswith("m.csv: not UTF-8 text")
 
 
 def test_samples_import_of_a_missing_source_says_so(prompt_set, imported_model, tmp_path):
-    problems = import_problems(evaluated_model=imported_model, prompt_set=prompt_set, source=tmp_path / "nope")
+    problems = import_problems(
+        evaluated_model=imported_model, prompt_set=prompt_set, source=tmp_path / "nope", samples_per_prompt=1
+    )
 
     assert problems == [f"{tmp_path / 'nope'} does not exist (expected a folder or a manifest .csv)"]
 
@@ -454,4 +460,94 @@ def test_import_samples_command_lists_every_problem_and_imports_nothing(prompt_s
 
 def test_import_samples_command_names_an_unknown_model(prompt_set, sample_folder):
     with pytest.raises(CommandError, match="No evaluated model 'ghost'"):
-        call_command("import_samples", "--model=ghost", "--prompt-set=tiny-set", f"--folder={sample_folder()}")
+        call_command(
+            "import_samples", "--model=ghost", "--prompt-set=tiny-set", f"--folder={sample_folder()}",
+            "--samples-per-prompt=2",
+        )  # fmt: skip
+
+
+# --- the command's numbering, grouped problems and explicit sample count --------------------------------------
+
+
+def _many_prompts(count: int):
+    from tests.factories import PromptFactory, PromptSetFactory
+
+    prompt_set = PromptSetFactory(slug="many")
+    for position in range(1, count + 1):
+        PromptFactory(prompt_set=prompt_set, position=position, text=f"Prompt number {position}.", category="C")
+    return prompt_set
+
+
+def test_import_samples_command_groups_one_problem_met_in_many_folders_into_one_line(imported_model, tmp_path):
+    _many_prompts(30)
+    root = tmp_path / "root"
+    for position in range(1, 31):
+        for k in range(3):  # 0.png to 2.png: 3.png is missing everywhere
+            write_png(root / str(position) / f"{k}.png", color=(position, k, 0))
+
+    with pytest.raises(CommandError) as caught:
+        call_command(
+            "import_samples", "--model=closed-api", "--prompt-set=many", f"--folder={root}", "--samples-per-prompt=4"
+        )
+
+    text = str(caught.value)
+    lines = [line for line in text.splitlines() if "missing sample(s) 3" in line]
+    assert len(lines) == 1, text
+    assert "in 30 places: 1/, 2/, 3/, 4/, 5/, 6/, 7/, 8/, 9/, 10/, ... (first 10 of 30)" in lines[0]
+    assert "11/" not in lines[0]
+    assert "30 problem(s) of 1 kinds" in text.splitlines()[0]
+    assert Sample.objects.count() == 0
+
+
+def test_import_samples_command_says_when_images_are_numbered_from_one(prompt_set, imported_model, tmp_path):
+    root = tmp_path / "root"
+    for position in (1, 2, 3):
+        for k in (1, 2):
+            write_png(root / str(position) / f"{k}.png", color=(position, k, 0))
+
+    with pytest.raises(CommandError) as caught:
+        call_command(
+            "import_samples", "--model=closed-api", "--prompt-set=tiny-set", f"--folder={root}",
+            "--samples-per-prompt=2",
+        )  # fmt: skip
+
+    lines = str(caught.value).splitlines()
+    assert any(line.startswith("  - images are numbered from 1 in 3 prompt folder(s) (1/, 2/, 3/)") for line in lines)
+    assert any("number them from 0: 2 image(s) numbered from 0: 0.png, 1.png" in line for line in lines)
+    extra = [line for line in lines if "extra sample 2" in line]
+    assert len(extra) == 1 and "in 3 places: 1/2.png, 2/2.png, 3/2.png" in extra[0]
+    assert Sample.objects.count() == 0
+
+
+def test_samples_import_says_positions_start_at_one(prompt_set, imported_model, tmp_path):
+    root = tmp_path / "root"
+    write_png(root / "0" / "0.png")
+
+    problems = import_problems(evaluated_model=imported_model, prompt_set=prompt_set, source=root, samples_per_prompt=1)
+
+    assert "0/: the prompt set has no prompt at position 0 (positions start at 1, as in the prompt file)" in problems
+
+
+def test_import_samples_command_requires_samples_per_prompt(prompt_set, sample_folder):
+    with pytest.raises(CommandError, match="--samples-per-prompt"):
+        call_command("import_samples", "--model=closed-api", "--prompt-set=tiny-set", f"--folder={sample_folder()}")
+    assert Sample.objects.count() == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "eight"])
+def test_import_samples_command_refuses_a_sample_count_that_is_not_positive(prompt_set, sample_folder, value):
+    with pytest.raises(CommandError, match="--samples-per-prompt"):
+        call_command(
+            "import_samples", "--model=closed-api", "--prompt-set=tiny-set", f"--folder={sample_folder()}",
+            f"--samples-per-prompt={value}",
+        )  # fmt: skip
+
+
+def test_import_samples_help_documents_the_numbering():
+    from django.core.management import load_command_class
+
+    command = load_command_class("drawbench.generation", "import_samples")
+    text = command.create_parser("manage.py", "import_samples").format_help()
+    flat = " ".join(text.split())
+    assert "1-based positions" in flat and "0.png to <n-1>.png" in flat
+    assert "--samples-per-prompt N" in flat and "(required)" in flat
