@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.db.models import Case, Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, When
 from django.urls import reverse
 
-from drawbench.catalog.models import Prompt, Sample
+from drawbench.catalog.models import EvaluatedModel, Prompt, Sample
 from drawbench.studies.models import (
     Assignment,
     Comparison,
@@ -39,28 +39,39 @@ def study_samples(*, study: Study):
     ).order_by("pk")
 
 
-def study_missing_samples(*, study: Study) -> list[str]:
-    """One line per (evaluated model, prompt) of the study with fewer than samples_per_side samples."""
-    models = list(study.evaluated_models.order_by("name", "version"))
-    prompts = list(study_prompts(study=study).only("id", "position", "text", "category"))
+def samples_short(
+    *, models: Sequence[EvaluatedModel], prompts: Sequence[Prompt], samples_per_side: int
+) -> list[tuple[EvaluatedModel, Prompt, int]]:
+    """The rule a study opens under (and is created under, for models that generate nothing): each model needs
+    ``samples_per_side`` samples of each prompt. Every (model, prompt, samples it has) short of that, in the order
+    given. One query."""
     counts = {
         (model_id, prompt_id): n
         for model_id, prompt_id, n in Sample.objects.filter(
-            evaluated_model__in=models, prompt__in=[p.pk for p in prompts]
+            evaluated_model__in=[m.pk for m in models], prompt__in=[p.pk for p in prompts]
         )
         .values_list("evaluated_model", "prompt")
         .annotate(n=Count("id"))
         .values_list("evaluated_model", "prompt", "n")
         .order_by()
     }
+    return [
+        (model, prompt, counts.get((model.pk, prompt.pk), 0))
+        for model in models
+        for prompt in prompts
+        if counts.get((model.pk, prompt.pk), 0) < samples_per_side
+    ]
+
+
+def study_missing_samples(*, study: Study) -> list[str]:
+    """One line per (evaluated model, prompt) of the study with fewer than samples_per_side samples."""
+    models = list(study.evaluated_models.order_by("name", "version"))
+    prompts = list(study_prompts(study=study).only("id", "position", "text", "category"))
     k = study.samples_per_side
     lines = []
-    for model in models:
-        for prompt in prompts:
-            n = counts.get((model.pk, prompt.pk), 0)
-            if n < k:
-                text = prompt.text if len(prompt.text) <= 60 else prompt.text[:59] + "…"
-                lines.append(f"{model}: prompt {prompt.position} ({prompt.category}) “{text}” has {n} of {k} samples")
+    for model, prompt, n in samples_short(models=models, prompts=prompts, samples_per_side=k):
+        text = prompt.text if len(prompt.text) <= 60 else prompt.text[:59] + "…"
+        lines.append(f"{model}: prompt {prompt.position} ({prompt.category}) “{text}” has {n} of {k} samples")
     return lines
 
 

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from drawbench.backends.base import backend_class
 from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet
 from drawbench.studies.models import (
     DEFAULT_MAX_COMPARISONS_PER_RATER,
@@ -15,7 +16,7 @@ from drawbench.studies.models import (
     Question,
     Study,
 )
-from drawbench.studies.selectors import study_missing_samples, study_samples
+from drawbench.studies.selectors import samples_short, study_missing_samples, study_samples
 from drawbench.studies.services.display import study_display_prepare
 from drawbench.studies.services.gold import gold_trials_prepare
 from drawbench.studies.services.raters import rater_flags_refresh
@@ -42,6 +43,11 @@ ERROR_NOT_FRACTION = "{field} must be a number from 0 to 1; got {value!r}."
 ERROR_STATUS_TRANSITION = "Study {study!r} is {status}; it cannot be {action}."
 ERROR_SAMPLES_MISSING = "Study {study!r} cannot open: {n} (model, prompt) pairs have fewer than {k} samples:"
 ERROR_SAMPLES_MORE_MISSING = "… and {n} more."
+ERROR_SAMPLES_UNSATISFIABLE = (
+    "{model} generates nothing (imported samples only) and has fewer than {k} samples for {n} of the {total} prompts "
+    "in scope (as few as {fewest}, e.g. prompt {position} ({category})): import more samples first{lower}."
+)
+ERROR_BACKEND_UNUSABLE = "{model}: its backend cannot be loaded ({error})."
 
 
 def _positive(field: str, value, *, optional: bool = False) -> str | None:
@@ -210,6 +216,49 @@ def study_create(
     study.n_comparisons = len(comparisons)
     study.save(update_fields=["n_comparisons"])
     return study
+
+
+def study_samples_unsatisfiable(
+    *,
+    prompt_set: PromptSet,
+    categories: Sequence[str],
+    evaluated_models: Sequence[EvaluatedModel],
+    samples_per_side: int,
+) -> list[str]:
+    """Why a study with these settings could never open, one line per model; empty when it could.
+
+    The rule study_open applies (samples_short), checked at creation for the models that generate nothing: each needs
+    samples_per_side samples of every prompt in scope already. A generated model's runs draw samples_per_side samples
+    per prompt (dashboard.services.study_generation_start), so it can always satisfy it.
+    """
+    prompts = Prompt.objects.filter(prompt_set=prompt_set).order_by("position").only("id", "position", "category")
+    if categories:
+        prompts = prompts.filter(category__in=categories)
+    prompts = list(prompts)
+    imported, lines = [], []
+    for model in evaluated_models:
+        try:
+            generates = backend_class(model.backend).generates
+        except Exception as exc:  # a dotted path that does not import: say so rather than fail the page
+            lines.append(ERROR_BACKEND_UNUSABLE.format(model=model, error=exc))
+            continue
+        if not generates:
+            imported.append(model)
+    short: dict[int, list[tuple[Prompt, int]]] = {}
+    for model, prompt, n in samples_short(models=imported, prompts=prompts, samples_per_side=samples_per_side):
+        short.setdefault(model.pk, []).append((prompt, n))
+    for model in imported:
+        if model.pk not in short:
+            continue
+        prompt, fewest = min(short[model.pk], key=lambda item: (item[1], item[0].position))
+        lines.append(
+            ERROR_SAMPLES_UNSATISFIABLE.format(
+                model=model, k=samples_per_side, n=len(short[model.pk]), total=len(prompts), fewest=fewest,
+                position=prompt.position, category=prompt.category,
+                lower=f" or lower samples per side to {fewest}" if fewest else "",
+            )
+        )  # fmt: skip
+    return lines
 
 
 def _check_transition(study: Study, *, allowed_from: Sequence[str], action: str) -> None:
