@@ -11,7 +11,7 @@ must turn the same request into the same pixels (pass an explicit generator per 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -70,9 +70,20 @@ class SampleBackend:
 
     #: False for backends whose images are made elsewhere and imported (they have nothing to generate).
     generates: bool = True
+    #: The config keys the backend knows and the types of their values (shown by forms; ``validate_config`` checks).
+    config_types: Mapping[str, type | tuple[type, ...]] = {}
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})
+
+    @classmethod
+    def validate_config(cls, config: Any) -> None:
+        """Check ``config`` (an evaluated model's, as parsed from JSON) as this backend reads it, loading nothing:
+        ``ImproperlyConfigured`` naming the key that is wrong. The default builds the backend, whose ``__init__``
+        checks the keys it knows (cheap: weights load in ``prepare()``)."""
+        if not isinstance(config, dict):
+            raise ImproperlyConfigured(f"{cls.__name__}: the config must be a JSON object, not {type(config).__name__}")
+        cls(config)
 
     def prepare(self) -> None:
         """Load what ``generate()`` needs (weights, a client). Called once per batch of prompts before any
@@ -113,6 +124,11 @@ def backend_class(dotted_path: str) -> type[SampleBackend]:
             f"Sample backend {dotted_path!r} is not a subclass of drawbench.backends.base.SampleBackend."
         )
     return cls
+
+
+def backend_config_check(dotted_path: str, config: Any) -> None:
+    """``ImproperlyConfigured`` unless ``dotted_path`` is a backend and ``config`` a valid config of it."""
+    backend_class(dotted_path).validate_config(config)
 
 
 def backend_for(evaluated_model: EvaluatedModel) -> SampleBackend:

@@ -194,6 +194,8 @@ class DiffusersBackend(SampleBackend):
     ``tiny`` (the baseline's offline twin).
     """
 
+    config_types = CONFIG_TYPES
+
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
         self._check_config()

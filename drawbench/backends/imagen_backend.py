@@ -89,6 +89,8 @@ def tiny_imagen_config(init_seed: int = 0, **overrides: Any) -> dict[str, Any]:
 class ImagenBackend(SampleBackend):
     """imagen_core's cascade. config: see ``CONFIG_TYPES``; ``checkpoint`` or ``tiny`` is required."""
 
+    config_types = CONFIG_TYPES
+
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
         self._check_config()

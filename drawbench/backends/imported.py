@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from drawbench.backends.base import BackendError, GeneratedImage, SampleBackend, SampleRequest
@@ -144,9 +145,20 @@ class ImportBackend(SampleBackend):
     """
 
     generates = False
+    config_types = {"max_image_bytes": int, "max_image_pixels": int}
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
+        unknown = sorted(set(self.config) - set(self.config_types))
+        if unknown:
+            raise ImproperlyConfigured(
+                f"ImportBackend: unknown config key(s) {unknown}; known keys: {sorted(self.config_types)}"
+            )
+        for key, value in self.config.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ImproperlyConfigured(
+                    f"ImportBackend: config {key!r} = {value!r} must be a whole number of at least 1"
+                )
         self.max_bytes = int(self.config.get("max_image_bytes", settings.DRAWBENCH_MAX_IMAGE_BYTES))
         self.max_pixels = int(self.config.get("max_image_pixels", settings.DRAWBENCH_MAX_IMAGE_PIXELS))
 

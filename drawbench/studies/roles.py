@@ -2,7 +2,8 @@
 
 - researcher: a staff user (is_staff) in the "researcher" group (or a superuser). Creates, opens and closes studies
   on the dashboard and in the admin (each dashboard write checks studies.add_study or studies.change_study, which the
-  group holds: is_staff alone reaches the dashboard but changes nothing); sees results and exports.
+  group holds: is_staff alone reaches the dashboard but changes nothing); adds and edits evaluated models, prompt
+  sets, sample imports and generation runs (catalog.* and generation.* add/change); sees results and exports.
 - analyst: an active user in the "analyst" group (permission studies.view_results) and not staff. Reads results and
   exports (pages and API, by session or token); cannot reach the dashboard or the admin, so creates and changes
   nothing.
@@ -32,6 +33,11 @@ GROUP_PERMISSIONS = {
         *[("studies", f"view_{model}") for model in ("comparison", "rater", "assignment", "judgment", "goldtrial")],
         *[("studies", f"{action}_judgmentexclusion") for action in ("add", "change", "view")],
         ("studies", "view_raterflag"),
+        # The dashboard's catalog pages and the API's writes: models, prompt sets, sample imports, generation runs.
+        *[("catalog", f"{action}_evaluatedmodel") for action in ("add", "change", "view")],
+        *[("catalog", f"{action}_promptset") for action in ("add", "change", "view")],
+        *[("catalog", f"{action}_sample") for action in ("add", "view")],
+        *[("generation", f"{action}_generationrun") for action in ("add", "change", "view")],
     ],
 }
 
