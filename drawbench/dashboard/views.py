@@ -11,6 +11,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -22,7 +23,12 @@ from drawbench.dashboard.selectors import study_dashboard_state, study_generatio
 from drawbench.dashboard.services import study_generation_start
 from drawbench.generation.services import generation_run_cancel, generation_run_resume
 from drawbench.studies.models import Study
-from drawbench.studies.services.studies import study_close, study_create, study_open
+from drawbench.studies.services.studies import (
+    study_close,
+    study_create,
+    study_open,
+    study_samples_unsatisfiable,
+)
 
 ADD_STUDY_PERMISSION = "studies.add_study"
 CHANGE_STUDY_PERMISSION = "studies.change_study"
@@ -50,6 +56,20 @@ def _error_lines(exc: ValidationError) -> list[str]:
     return list(exc.messages)
 
 
+def _add_errors(form, exc: ValidationError) -> None:
+    """Each of a service's errors once, on its field when the form has one (else above the form, with its name)."""
+    if not hasattr(exc, "error_dict"):
+        for message in exc.messages:
+            form.add_error(None, message)
+        return
+    for field, messages_ in exc.message_dict.items():
+        for message in messages_:
+            if field in form.fields:
+                form.add_error(field, message)
+            else:
+                form.add_error(None, f"{field}: {message}")
+
+
 @staff_member_required
 def study_list(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/study_list.html", {"rows": study_list_rows()})
@@ -59,11 +79,24 @@ def study_list(request: HttpRequest) -> HttpResponse:
 def study_new(request: HttpRequest) -> HttpResponse:
     form = StudyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        # Checked here rather than first at Open: samples per side that a model could never show.
+        unsatisfiable = study_samples_unsatisfiable(
+            prompt_set=data["prompt_set"],
+            categories=data["categories"],
+            evaluated_models=list(data["evaluated_models"]),
+            samples_per_side=data["samples_per_side"],
+        )
         try:
-            study = study_create(**form.cleaned_data, created_by=request.user)
+            # study_create's own errors are listed too; a study it made despite unsatisfiable samples is rolled back.
+            with transaction.atomic():
+                study = study_create(**data, created_by=request.user)
+                if unsatisfiable:
+                    raise ValidationError({"samples_per_side": unsatisfiable})
         except ValidationError as exc:
-            for line in _error_lines(exc):
-                form.add_error(None, line)
+            _add_errors(form, exc)
+            if unsatisfiable and "samples_per_side" not in form.errors:
+                _add_errors(form, ValidationError({"samples_per_side": unsatisfiable}))
         else:
             messages.success(request, f"Study “{study.name}” created with {study.comparisons.count()} comparisons.")
             return redirect("dashboard:study-detail", study_id=study.pk)
@@ -72,12 +105,17 @@ def study_new(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
-    study = get_object_or_404(Study, pk=study_id)
+    study = get_object_or_404(Study.objects.select_related("prompt_set"), pk=study_id)
     rater_url = request.build_absolute_uri(reverse("rater:study-entry", args=[study.rater_token]))
     return render(
         request,
         "dashboard/study_detail.html",
-        {"study": study, "state": study_dashboard_state(study=study), "rater_url": rater_url},
+        {
+            "study": study,
+            "state": study_dashboard_state(study=study),
+            "rater_url": rater_url,
+            "models": list(study.evaluated_models.order_by("name", "version")),
+        },
     )
 
 
