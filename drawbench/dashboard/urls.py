@@ -1,6 +1,6 @@
 from django.urls import path
 
-from drawbench.dashboard import views
+from drawbench.dashboard import catalog_views, views
 
 app_name = "dashboard"
 
@@ -15,4 +15,14 @@ urlpatterns = [
     path("studies/<int:study_id>/runs/<int:run_id>/resume/", views.generation_run_resume_view, name="run-resume"),
     path("studies/<int:study_id>/runs/<int:run_id>/cancel/", views.generation_run_cancel_view, name="run-cancel"),
     path("samples/<int:sample_id>.png", views.sample_image, name="sample-image"),
+    path("models/", catalog_views.model_list, name="model-list"),
+    path("models/new/", catalog_views.model_new, name="model-new"),
+    path("models/<int:model_id>/edit/", catalog_views.model_edit, name="model-edit"),
+    path("prompt-sets/", catalog_views.prompt_set_list, name="prompt-set-list"),
+    path("prompt-sets/upload/", catalog_views.prompt_set_upload_view, name="prompt-set-upload"),
+    path("samples/import/", catalog_views.sample_import, name="sample-import"),
+    path("runs/", catalog_views.run_list, name="run-list"),
+    path("runs/new/", catalog_views.run_new, name="run-new"),
+    path("runs/<int:run_id>/resume/", catalog_views.run_resume, name="generation-run-resume"),
+    path("runs/<int:run_id>/cancel/", catalog_views.run_cancel, name="generation-run-cancel"),
 ]
