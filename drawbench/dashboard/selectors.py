@@ -169,8 +169,9 @@ def study_category_progress(*, study: Study) -> list[dict]:
 def study_raters_state(*, study: Study) -> dict:
     """Raters who started and finished, how many are flagged by quality control, and the flags by reason."""
     counts = Rater.objects.filter(study=study).aggregate(
-        started=Count("id"),
-        finished=Count("id", filter=Q(finished_at__isnull=False)),
+        # distinct: the flags join repeats a rater once per flag.
+        started=Count("id", distinct=True),
+        finished=Count("id", filter=Q(finished_at__isnull=False), distinct=True),
         flagged=Count("id", filter=Q(flags__isnull=False), distinct=True),
     )
     by_reason = dict(
