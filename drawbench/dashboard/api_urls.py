@@ -1,4 +1,5 @@
-"""Researcher API under /api/: studies/ (with open/ and close/), models/, prompt-sets/ and generation-runs/.
+"""Researcher API under /api/: studies/ (with open/ and close/), models/, prompt-sets/ and generation-runs/ (with
+resume/ and cancel/).
 
 Plain path() routes with int converters (rather than a DRF router's regexes), as every other route of the site.
 """
@@ -9,6 +10,7 @@ from drawbench.dashboard.apis import EvaluatedModelViewSet, GenerationRunViewSet
 from drawbench.dashboard.crowd_apis import StudyApprovalsApi, StudyBonusesApi, StudyEstimateApi
 
 LIST = {"get": "list"}
+LIST_CREATE = {"get": "list", "post": "create"}
 DETAIL = {"get": "retrieve"}
 
 urlpatterns = [
@@ -19,10 +21,24 @@ urlpatterns = [
     path("studies/<int:study_id>/approvals/", StudyApprovalsApi.as_view(), name="api-study-approvals"),
     path("studies/<int:study_id>/bonuses/", StudyBonusesApi.as_view(), name="api-study-bonuses"),
     path("studies/<int:study_id>/estimate/", StudyEstimateApi.as_view(), name="api-study-estimate"),
-    path("models/", EvaluatedModelViewSet.as_view(LIST), name="api-model-list"),
-    path("models/<int:model_id>/", EvaluatedModelViewSet.as_view(DETAIL), name="api-model-detail"),
-    path("prompt-sets/", PromptSetViewSet.as_view(LIST), name="api-prompt-set-list"),
+    path("models/", EvaluatedModelViewSet.as_view(LIST_CREATE), name="api-model-list"),
+    path(
+        "models/<int:model_id>/",
+        EvaluatedModelViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+        name="api-model-detail",
+    ),
+    path("prompt-sets/", PromptSetViewSet.as_view(LIST_CREATE), name="api-prompt-set-list"),
     path("prompt-sets/<int:prompt_set_id>/", PromptSetViewSet.as_view(DETAIL), name="api-prompt-set-detail"),
-    path("generation-runs/", GenerationRunViewSet.as_view(LIST), name="api-generation-run-list"),
+    path("generation-runs/", GenerationRunViewSet.as_view(LIST_CREATE), name="api-generation-run-list"),
     path("generation-runs/<int:run_id>/", GenerationRunViewSet.as_view(DETAIL), name="api-generation-run-detail"),
+    path(
+        "generation-runs/<int:run_id>/resume/",
+        GenerationRunViewSet.as_view({"post": "resume"}),
+        name="api-generation-run-resume",
+    ),
+    path(
+        "generation-runs/<int:run_id>/cancel/",
+        GenerationRunViewSet.as_view({"post": "cancel"}),
+        name="api-generation-run-cancel",
+    ),
 ]

@@ -1,9 +1,15 @@
-"""The researcher's API: studies (list, create, open, close), evaluated models, prompt sets and generation runs.
+"""The researcher's API: studies (list, create, open, close), evaluated models (list, create, edit), prompt sets
+(list, create or update from a CSV/JSONL upload or a JSON list of prompts) and generation runs (list, start, resume,
+cancel).
 
 The same rules as the dashboard (drawbench.dashboard.views): reads are for staff, holders of studies.view_study and
-analysts (drawbench.studies.roles); creating a study needs staff and studies.add_study, opening or closing one staff
-and studies.change_study. Services do every write; a state that forbids the action (opening a study whose samples
-are missing, closing a closed one) is a 409 that says why.
+analysts (drawbench.studies.roles); every write needs staff and the model permission of the action (studies.add_study,
+studies.change_study, catalog.add_evaluatedmodel, catalog.change_evaluatedmodel, catalog.add_promptset and, to update
+an existing set, catalog.change_promptset, generation.add_generationrun, generation.change_generationrun), which the
+researcher group holds. Services do every write (drawbench.dashboard.catalog_services for the catalog, the same as
+the dashboard's pages and the command line use); a state that forbids the action (opening a study whose samples are
+missing, resuming a running run, changing the config of a model that has samples, reloading a prompt set a study
+uses) is a 409 that says why.
 """
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -12,21 +18,40 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
 from drawbench.catalog.models import EvaluatedModel, PromptSet
+from drawbench.dashboard.catalog_services import (
+    evaluated_model_create,
+    evaluated_model_update,
+    generation_run_create_and_start,
+    prompt_set_from_prompts,
+    prompt_set_upload,
+)
 from drawbench.generation.models import GenerationRun
+from drawbench.generation.services import generation_run_cancel, generation_run_resume
 from drawbench.studies.models import DisplayFormat, Question, Study
+from drawbench.studies.parsers import StrictJSONParser
 from drawbench.studies.roles import user_can_view_results
 from drawbench.studies.services.studies import study_close, study_create, study_open
 
 VIEW_STUDY_PERMISSION = "studies.view_study"
 ADD_STUDY_PERMISSION = "studies.add_study"
 CHANGE_STUDY_PERMISSION = "studies.change_study"
+ADD_MODEL_PERMISSION = "catalog.add_evaluatedmodel"
+CHANGE_MODEL_PERMISSION = "catalog.change_evaluatedmodel"
+ADD_PROMPT_SET_PERMISSION = "catalog.add_promptset"
+CHANGE_PROMPT_SET_PERMISSION = "catalog.change_promptset"
+ADD_RUN_PERMISSION = "generation.add_generationrun"
+CHANGE_RUN_PERMISSION = "generation.change_generationrun"
+# Service error codes that mean "the object's state forbids this": a 409, not a 400.
+CONFLICT_CODES = {"model_in_use", "prompt_set_in_use", "prompt_set_samples"}
+MAX_PROMPTS_PER_REQUEST = 100_000
 # Requests per user per minute across these endpoints (settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["api"]).
 DEFAULT_API_RATE = "1200/min"
 
@@ -272,22 +297,273 @@ def _read_only_schema(serializer) -> dict:
     }
 
 
-@extend_schema_view(**_read_only_schema(EvaluatedModelOutputSerializer))
-class EvaluatedModelViewSet(ResearcherApiMixin, viewsets.ReadOnlyModelViewSet):
+def _conflict_response(name: str, description: str) -> dict:
+    return {
+        409: OpenApiResponse(
+            response=inline_serializer(
+                name,
+                {"detail": serializers.CharField(), "errors": serializers.ListField(child=serializers.CharField())},
+            ),
+            description=description,
+        )
+    }
+
+
+def _conflict(exc: DjangoValidationError) -> Response:
+    messages = exc.messages
+    return Response({"detail": messages[0], "errors": messages}, status=status.HTTP_409_CONFLICT)
+
+
+def _is_conflict(exc: DjangoValidationError) -> bool:
+    codes = set()
+    if hasattr(exc, "error_dict"):
+        codes = {error.code for errors in exc.error_dict.values() for error in errors}
+    elif hasattr(exc, "error_list"):
+        codes = {error.code for error in exc.error_list}
+    return bool(codes & CONFLICT_CODES)
+
+
+# --- evaluated models -----------------------------------------------------------------------------------------
+
+
+class EvaluatedModelInputSerializer(serializers.Serializer):
+    """What evaluated_model_create takes; ``config`` is checked against the backend's keys (a 400 names the key)."""
+
+    name = serializers.SlugField(max_length=100)
+    version = serializers.CharField(max_length=50, default="1")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=20_000, default="")
+    backend = serializers.CharField(max_length=200, help_text="Dotted path of a SampleBackend subclass.")
+    config = serializers.JSONField(required=False, default=dict, help_text="A JSON object of the backend's keys.")
+
+    def validate_config(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(f"the config must be a JSON object, not a JSON {type(value).__name__}")
+        return value
+
+
+MODEL_CONFLICT = _conflict_response(
+    "EvaluatedModelConflict",
+    "The model has samples or generation runs: its name, version, backend and config are frozen (add a new version).",
+)
+
+
+@extend_schema_view(
+    **_read_only_schema(EvaluatedModelOutputSerializer),
+    create=extend_schema(
+        summary="Create an evaluated model; its config is checked against its backend",
+        request=EvaluatedModelInputSerializer,
+        responses={201: EvaluatedModelOutputSerializer, **BAD_REQUEST, **ERROR_RESPONSES},
+    ),
+    partial_update=extend_schema(
+        summary="Change an evaluated model (its description always; the rest while it has no samples or runs)",
+        request=EvaluatedModelInputSerializer(partial=True),
+        responses={
+            200: EvaluatedModelOutputSerializer,
+            **BAD_REQUEST,
+            **NOT_FOUND,
+            **MODEL_CONFLICT,
+            **ERROR_RESPONSES,
+        },
+    ),
+)
+class EvaluatedModelViewSet(
+    ResearcherApiMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = EvaluatedModelOutputSerializer
     queryset = EvaluatedModel.objects.order_by("name", "version")
     lookup_url_kwarg = "model_id"
+    write_permissions = {"create": ADD_MODEL_PERMISSION, "partial_update": CHANGE_MODEL_PERMISSION}
+
+    def create(self, request: Request) -> Response:
+        serializer = EvaluatedModelInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            model = evaluated_model_create(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError(_validation_messages(exc)) from exc
+        return Response(EvaluatedModelOutputSerializer(model).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, model_id: str) -> Response:
+        model = self.get_object()
+        serializer = EvaluatedModelInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        fields = {name: value for name, value in serializer.validated_data.items() if name in request.data}
+        try:
+            model = evaluated_model_update(model=model, **fields)
+        except DjangoValidationError as exc:
+            if _is_conflict(exc):
+                return _conflict(exc)
+            raise ValidationError(_validation_messages(exc)) from exc
+        return Response(EvaluatedModelOutputSerializer(model).data)
 
 
-@extend_schema_view(**_read_only_schema(PromptSetOutputSerializer))
-class PromptSetViewSet(ResearcherApiMixin, viewsets.ReadOnlyModelViewSet):
+# --- prompt sets ----------------------------------------------------------------------------------------------
+
+
+class PromptSetJsonInputSerializer(serializers.Serializer):
+    slug = serializers.SlugField(max_length=64, help_text="The prompt set's short name; an existing slug is updated.")
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    prompts = serializers.ListField(
+        child=serializers.DictField(),
+        min_length=1,
+        max_length=MAX_PROMPTS_PER_REQUEST,
+        help_text='Objects {"prompt": ..., "category": ..., "id": ...}, checked as the lines of a JSONL file '
+        "(an error names item N, from 1, as line N); other keys are kept as metadata.",
+    )
+
+
+class PromptSetFileInputSerializer(serializers.Serializer):
+    slug = serializers.SlugField(max_length=64, help_text="The prompt set's short name; an existing slug is updated.")
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    file = serializers.FileField(
+        help_text="A .csv or .tsv (columns prompt, category, optional id) or .jsonl file, as `load_prompts csv` reads."
+    )
+
+
+class PromptSetImportOutputSerializer(serializers.Serializer):
+    prompt_set = PromptSetOutputSerializer()
+    created = serializers.IntegerField(help_text="Prompts added.")
+    updated = serializers.IntegerField(help_text="Prompts whose position, category, id or metadata changed.")
+    unchanged = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+PROMPT_SET_CONFLICT = _conflict_response(
+    "PromptSetConflict",
+    "The set exists and a study uses it (or its samples would lose their prompts): its prompts cannot change.",
+)
+
+
+@extend_schema_view(
+    **_read_only_schema(PromptSetOutputSerializer),
+    create=extend_schema(
+        summary="Create a prompt set, or update the one with this slug, from a file or a list of prompts",
+        request={
+            "multipart/form-data": PromptSetFileInputSerializer,
+            "application/json": PromptSetJsonInputSerializer,
+        },
+        responses={
+            201: PromptSetImportOutputSerializer,
+            200: PromptSetImportOutputSerializer,
+            **BAD_REQUEST,
+            **PROMPT_SET_CONFLICT,
+            **ERROR_RESPONSES,
+        },
+    ),
+)
+class PromptSetViewSet(ResearcherApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = PromptSetOutputSerializer
     queryset = PromptSet.objects.annotate(n_prompts=Count("prompts")).order_by("slug")
     lookup_url_kwarg = "prompt_set_id"
+    parser_classes = [StrictJSONParser, MultiPartParser]
+    write_permissions = {"create": ADD_PROMPT_SET_PERMISSION}
+
+    def create(self, request: Request) -> Response:
+        from_file = "file" in request.data or request.FILES
+        serializer = (PromptSetFileInputSerializer if from_file else PromptSetJsonInputSerializer)(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if PromptSet.objects.filter(slug=data["slug"]).exists() and not request.user.has_perm(
+            CHANGE_PROMPT_SET_PERMISSION
+        ):
+            raise PermissionDenied(
+                f"Prompt set '{data['slug']}' exists; updating it needs the {CHANGE_PROMPT_SET_PERMISSION} permission."
+            )
+        try:
+            if from_file:
+                upload = data["file"]
+                result, warnings = prompt_set_upload(
+                    file=upload, file_name=upload.name, slug=data["slug"], title=data["title"]
+                )
+            else:
+                result, warnings = prompt_set_from_prompts(
+                    prompts=data["prompts"], slug=data["slug"], title=data["title"]
+                )
+        except DjangoValidationError as exc:
+            if _is_conflict(exc):
+                return _conflict(exc)
+            raise ValidationError({"file" if from_file else "prompts": exc.messages}) from exc
+        body = {
+            "prompt_set": PromptSetOutputSerializer(self.get_queryset().get(pk=result.prompt_set.pk)).data,
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "deleted": result.deleted,
+            "warnings": list(warnings),
+        }
+        return Response(body, status=status.HTTP_201_CREATED if result.prompt_set_created else status.HTTP_200_OK)
 
 
-@extend_schema_view(**_read_only_schema(GenerationRunOutputSerializer))
-class GenerationRunViewSet(ResearcherApiMixin, viewsets.ReadOnlyModelViewSet):
+# --- generation runs ------------------------------------------------------------------------------------------
+
+
+class GenerationRunCreateInputSerializer(serializers.Serializer):
+    evaluated_model = serializers.PrimaryKeyRelatedField(queryset=EvaluatedModel.objects.all())
+    prompt_set = serializers.PrimaryKeyRelatedField(queryset=PromptSet.objects.all())
+    categories = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list, max_length=1000,
+        help_text="Categories of the prompt set to generate; empty for every prompt.",
+    )  # fmt: skip
+    samples_per_prompt = serializers.IntegerField(min_value=1, max_value=64)
+    batch_size = serializers.IntegerField(min_value=1, max_value=256, default=4, help_text="Prompts per worker task.")
+
+
+RUN_CONFLICT = _conflict_response(
+    "GenerationRunConflict", "The run's status forbids this (resuming a running run, cancelling a finished one)."
+)
+
+
+@extend_schema_view(
+    **_read_only_schema(GenerationRunOutputSerializer),
+    create=extend_schema(
+        summary="Start generating a model's samples of a prompt set (or some of its categories)",
+        request=GenerationRunCreateInputSerializer,
+        responses={201: GenerationRunOutputSerializer, **BAD_REQUEST, **ERROR_RESPONSES},
+    ),
+    resume=extend_schema(
+        summary="Resume a stopped run: its missing and failed prompts are queued again",
+        request=None,
+        responses={200: GenerationRunOutputSerializer, **NOT_FOUND, **RUN_CONFLICT, **ERROR_RESPONSES},
+    ),
+    cancel=extend_schema(
+        summary="Cancel a pending or running run",
+        request=None,
+        responses={200: GenerationRunOutputSerializer, **NOT_FOUND, **RUN_CONFLICT, **ERROR_RESPONSES},
+    ),
+)
+class GenerationRunViewSet(
+    ResearcherApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     serializer_class = GenerationRunOutputSerializer
     queryset = GenerationRun.objects.order_by("-created_at", "-pk")
     lookup_url_kwarg = "run_id"
+    write_permissions = {"create": ADD_RUN_PERMISSION, "resume": CHANGE_RUN_PERMISSION, "cancel": CHANGE_RUN_PERMISSION}
+
+    def create(self, request: Request) -> Response:
+        serializer = GenerationRunCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            run = generation_run_create_and_start(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError(_validation_messages(exc)) from exc
+        return Response(GenerationRunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    def _transition(self, service) -> Response:
+        run = self.get_object()
+        try:
+            service(run=run)
+        except DjangoValidationError as exc:
+            return _conflict(exc)
+        return Response(GenerationRunOutputSerializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, run_id: str) -> Response:
+        return self._transition(generation_run_resume)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, run_id: str) -> Response:
+        return self._transition(generation_run_cancel)

@@ -119,11 +119,13 @@ def evaluated_model_update(*, model: EvaluatedModel, **fields: Any) -> Evaluated
         if samples or runs:
             raise ValidationError(
                 {
-                    name: f"{model} has {samples} sample(s) and {runs} generation run(s) made with its {name}; "
-                    f"add a new version instead of changing it"
+                    name: ValidationError(
+                        f"{model} has {samples} sample(s) and {runs} generation run(s) made with its {name}; "
+                        "add a new version instead of changing it",
+                        code="model_in_use",
+                    )
                     for name in frozen
-                },
-                code="model_in_use",
+                }
             )
     if "backend" in changed or "config" in changed:
         errors = evaluated_model_config_errors(
