@@ -155,7 +155,7 @@
     text("rating-text", p.judgments + " of " + p.target + " judgments");
     const t = state.time_to_finish;
     text("time-to-finish", t.eta_text);
-    text("answer-rate", t.rate_per_min === null ? "" : "(" + t.rate_per_min.toFixed(1) + " judgments/min over the last 15 min)");
+    text("answer-rate", t.rate_per_min === null ? "" : "(" + t.rate_per_min.toFixed(1) + " judgments/min recently)");
     drawCategories(state.categories);
     drawRaters(state.raters);
     drawRuns(state.runs);
