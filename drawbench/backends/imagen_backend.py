@@ -89,7 +89,11 @@ def tiny_imagen_config(init_seed: int = 0, **overrides: Any) -> dict[str, Any]:
 class ImagenBackend(SampleBackend):
     """imagen_core's cascade. config: see ``CONFIG_TYPES``; ``checkpoint`` or ``tiny`` is required."""
 
-    config_types = CONFIG_TYPES
+    # A sampler setting is one value for every stage or a list of one per stage.
+    config_types = {
+        **CONFIG_TYPES,
+        **{key: (*(kind if isinstance(kind, tuple) else (kind,)), list) for key, kind in STAGE_SETTINGS.items()},
+    }
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)

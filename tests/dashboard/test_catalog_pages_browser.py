@@ -1,0 +1,113 @@
+"""The catalog pages in a real headless Chromium, under the site's own CSP (not bypassed): nothing is refused, no
+page scrolls sideways at 390 or 1366 px, and a sample import through the form shows its result.
+
+Needs Debian's chromium at /usr/bin/chromium; skipped without it unless DRAWBENCH_REQUIRE_SERVICES=1. Leaves
+screenshots in tests/artifacts/.
+"""
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.db import connections
+from django.test import Client
+from django.urls import reverse
+from PIL import Image
+
+from drawbench.catalog.models import Sample
+from drawbench.generation.models import GenerationRun
+from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+PAGES = ["model-list", "model-new", "prompt-set-list", "prompt-set-upload", "sample-import", "run-list", "run-new"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser_context(monkeypatch, live_server, staff_user, settings, tmp_path):
+    if not CHROMIUM.exists():
+        if os.environ.get("DRAWBENCH_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and DRAWBENCH_REQUIRE_SERVICES=1")
+        pytest.skip(f"{CHROMIUM} is missing")
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    client = Client()
+    client.force_login(staff_user)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+
+            def make(width: int, height: int):
+                context = browser.new_context(viewport={"width": width, "height": height})
+                context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
+                return context
+
+            yield make
+        finally:
+            browser.close()
+            connections.close_all()
+
+
+def _png(color) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_catalog_pages_fit_phone_and_laptop_and_the_csp_refuses_nothing(browser_context, live_server, artifacts_dir):
+    prompt_set = PromptSetFactory(slug="drawbench-like", title="A prompt set with a rather long title for a phone")
+    for position, category in enumerate(["Colors", "Counting", "Conflicting", "Descriptions"], start=1):
+        PromptFactory(prompt_set=prompt_set, position=position, category=category, text=f"Prompt {position}.")
+    model = EvaluatedModelFactory(
+        name="a-model-with-a-long-name", backend="tests.generation.fake_backends.SeedImageBackend"
+    )
+    GenerationRun.objects.create(
+        evaluated_model=model, prompt_set=prompt_set, total=8, status="failed", error="x" * 300
+    )
+
+    for width, height in ((390, 844), (1366, 768)):
+        context = browser_context(width, height)
+        page = context.new_page()
+        console: list[str] = []
+        page.on("console", lambda message, lines=console: lines.append(message.text))
+        for name in PAGES:
+            page.goto(live_server.url + reverse(f"dashboard:{name}"))
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{name} at {width} px scrolls sideways by {overflow} px"
+            if name in ("model-new", "run-list", "prompt-set-list"):
+                page.screenshot(path=str(artifacts_dir / f"catalog-{name}-{width}.png"), full_page=True)
+        context.close()
+        assert [line for line in console if "Content Security Policy" in line] == [], console
+
+
+def test_a_sample_import_through_the_form_shows_its_result(browser_context, live_server, tmp_path, artifacts_dir):
+    prompt_set = PromptSetFactory(slug="mini")
+    for position in (1, 2):
+        PromptFactory(prompt_set=prompt_set, position=position, text=f"Prompt {position}.")
+    model = EvaluatedModelFactory(name="closed", backend="drawbench.backends.imported.ImportBackend")
+    archive = tmp_path / "closed.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for position in (1, 2):
+            for k in (0, 1):
+                bundle.writestr(f"samples/{position}/{k}.png", _png((position * 50, k * 90, 10)))
+
+    page = browser_context(1366, 768).new_page()
+    page.goto(live_server.url + reverse("dashboard:sample-import"))
+    page.select_option("#id_evaluated_model", str(model.pk))
+    page.select_option("#id_prompt_set", str(prompt_set.pk))
+    page.fill("#id_samples_per_prompt", "2")
+    page.set_input_files("#id_archive", str(archive))
+    with page.expect_navigation(timeout=30_000):
+        page.click("main form[data-busy-text] button[type=submit]")
+    assert page.locator("#import-result").count() == 1, page.inner_text("main")
+
+    assert "Imported 4 sample(s) of 2 prompt(s) from closed.zip" in page.inner_text("#import-result")
+    page.screenshot(path=str(artifacts_dir / "catalog-sample-import-result.png"), full_page=True)
+    assert Sample.objects.filter(evaluated_model=model).count() == 4
