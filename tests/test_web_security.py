@@ -225,12 +225,28 @@ WRITES = [
     ("dashboard:study-close", CHANGE_STUDY_PERMISSION),
     ("dashboard:run-resume", CHANGE_STUDY_PERMISSION),
     ("dashboard:run-cancel", CHANGE_STUDY_PERMISSION),
+    # The catalog pages (drawbench.dashboard.catalog_views).
+    ("dashboard:model-new", "catalog.add_evaluatedmodel"),
+    ("dashboard:model-edit", "catalog.change_evaluatedmodel"),
+    ("dashboard:prompt-set-upload", "catalog.add_promptset"),
+    ("dashboard:sample-import", "catalog.add_sample"),
+    ("dashboard:run-new", "generation.add_generationrun"),
+    ("dashboard:generation-run-resume", "generation.change_generationrun"),
+    ("dashboard:generation-run-cancel", "generation.change_generationrun"),
 ]
+NO_ARGUMENTS = {
+    "dashboard:study-new", "dashboard:model-new", "dashboard:prompt-set-upload", "dashboard:sample-import",
+    "dashboard:run-new",
+}  # fmt: skip
 
 
 def write_url(site, name: str) -> str:
-    if name == "dashboard:study-new":
+    if name in NO_ARGUMENTS:
         return reverse(name)
+    if name == "dashboard:model-edit":
+        return reverse(name, args=[site["run"].evaluated_model_id])
+    if name.startswith("dashboard:generation-run-"):
+        return reverse(name, args=[site["run"].pk])
     if name.startswith("dashboard:run-"):
         return reverse(name, args=[site["study"].pk, site["run"].pk])
     return reverse(name, args=[site["study"].pk])
@@ -239,6 +255,7 @@ def write_url(site, name: str) -> str:
 def test_every_dashboard_write_is_in_the_matrix():
     writes = {name for name, _ in WRITES}
     reads = {"dashboard:study-list", "dashboard:study-detail", "dashboard:study-progress", "dashboard:sample-image"}
+    reads |= {"dashboard:model-list", "dashboard:prompt-set-list", "dashboard:run-list"}
     dashboard = {name for name, _, _ in url_patterns() if name.startswith("dashboard:")}
     assert dashboard - reads == writes
 
