@@ -15,7 +15,9 @@ the share of the answer variance that lies between comparisons, Var(E[y | compar
                   over all 1,632 prompts.
 
 Per cell: the human judgments needed for a ±3-point half-width, human-only and with PPI++ (the ratio is the gain),
-the limit 1 / (1 − s·ρ²·N/(N + n)), gain / limit, and the coverage of both 95% intervals over R studies. The last
+the limit 1 / (1 − s·ρ²·N/(N + n)), gain / limit, the gain measured from the estimates' own spread, an oracle's
+(the best single λ for these studies, known in advance: what the design allows) and the first over the second, and
+the coverage of both 95% intervals over R studies. The last
 line is ``ppi gain / limit = R`` in the reference cell (DrawBench, ρ 0.8, s 0.35, N/n 8). Prints figures only.
 
     .venv/bin/python bench/ppi.py [--R 2000] [--shapes drawbench partiprompts] [--seed 15]
@@ -170,13 +172,26 @@ def run_cell(shape: str, share: float, rho: float, ratio: int, R: int, seed: int
         design.comparison_prompt[design.n :],
     )
     se2_ppi = se2_human = covered_ppi = covered_human = 0.0
-    estimates_ppi, estimates_human = [], []
+    estimates_ppi, estimates_human, judge_gaps = [], [], []
+    category = layout.judgment_category
+    labeled_category, judged_category = category[: design.n], category[design.n :]
     for start in range(0, R, CHUNK):
         K = min(CHUNK, R - start)
         Y, F = simulate(truth, design, rho, K, rng)
         result = ppi_batch(Y, F, layout, design.n)
         estimates_ppi.append(result.estimate[0])
         estimates_human.append(result.human_estimate[0])
+        # The judge's gap between the human-rated and the judge-only comparisons, categories weighted as the estimate
+        # weights them: the best fixed λ for these studies (an oracle's, from their spread) is Cov(ŝ, gap) / Var(gap).
+        weights = result.n_labeled[1:] / result.n_labeled[0]
+        judge_gaps.append(
+            sum(
+                w
+                * (F[: design.n][labeled_category == c].mean(axis=0) - F[design.n :][judged_category == c].mean(axis=0))
+                for c, w in enumerate(weights)
+                if w > 0 and (judged_category == c).any()
+            )
+        )
         se2_ppi += float((result.se[0] ** 2).sum())
         se2_human += float((result.human_se[0] ** 2).sum())
         covered_ppi += float(((result.low[0] <= truth.theta) & (truth.theta <= result.high[0])).sum())
@@ -189,6 +204,10 @@ def run_cell(shape: str, share: float, rho: float, ratio: int, R: int, seed: int
     needed_ppi = design.n * se2_ppi / R * (z / HALF_WIDTH) ** 2
     gain = needed_human / needed_ppi
     limit = ppi_gain_limit(share, rho, design.N, design.n)
+    human, gaps = np.concatenate(estimates_human), np.concatenate(judge_gaps)
+    covariance = np.cov(human, gaps)
+    oracle = covariance[0, 0] - covariance[0, 1] ** 2 / covariance[1, 1] if covariance[1, 1] > 0 else covariance[0, 0]
+    empirical_gain = float(np.var(human) / np.var(np.concatenate(estimates_ppi)))
     return {
         "shape": shape,
         "s": share,
@@ -200,7 +219,12 @@ def run_cell(shape: str, share: float, rho: float, ratio: int, R: int, seed: int
         "limit": limit,
         "gain_over_limit": gain / limit,
         # The same ratio from the spread of the estimates themselves (no standard error involved): a check.
-        "empirical_gain": float(np.var(np.concatenate(estimates_human)) / np.var(np.concatenate(estimates_ppi))),
+        "empirical_gain": empirical_gain,
+        # What the best single λ, known in advance, gains on these very studies: the design's own reach. The limit's
+        # formula overstates it where the judge's comparisons share prompts (PartiPrompts at N/n 8 and 64: every
+        # prompt of the pool judged many times over), whose effects no λ averages out of the population's score.
+        "oracle_gain": float(covariance[0, 0] / oracle),
+        "empirical_over_oracle": empirical_gain * oracle / covariance[0, 0],
         "coverage_ppi": covered_ppi / R,
         "coverage_human": covered_human / R,
     }
@@ -216,7 +240,7 @@ def main() -> None:
     print(f"human judgments needed for a ±{100 * HALF_WIDTH:.0f}-point 95% half-width; gain = human-only / PPI")
     header = (
         f"{'shape':12s} {'s':>5s} {'rho':>5s} {'N/n':>4s} {'n human':>8s} {'n PPI':>8s} {'gain':>6s} {'limit':>6s}"
-        f" {'g/lim':>6s} {'emp gain':>8s} {'cov PPI':>8s} {'cov human':>9s}"
+        f" {'g/lim':>6s} {'emp gain':>8s} {'oracle':>6s} {'e/orc':>6s} {'cov PPI':>8s} {'cov human':>9s}"
     )
     print(header)
     start = time.perf_counter()
@@ -231,7 +255,8 @@ def main() -> None:
                     print(
                         f"{shape:12s} {share:5.2f} {rho:5.2f} {ratio:4d} {row['needed_human']:8.0f}"
                         f" {row['needed_ppi']:8.0f} {row['gain']:6.3f} {row['limit']:6.3f}"
-                        f" {row['gain_over_limit']:6.3f} {row['empirical_gain']:8.3f} {row['coverage_ppi']:8.4f}"
+                        f" {row['gain_over_limit']:6.3f} {row['empirical_gain']:8.3f} {row['oracle_gain']:6.3f}"
+                        f" {row['empirical_over_oracle']:6.3f} {row['coverage_ppi']:8.4f}"
                         f" {row['coverage_human']:9.4f}",
                         flush=True,
                     )
@@ -242,6 +267,8 @@ def main() -> None:
         f" (Monte-Carlo se about {np.sqrt(0.0475 / args.R):.4f})"
     )
     print(f"gain at rho = 0 (a useless judge): {min(at_zero):.3f}-{max(at_zero):.3f}")
+    reach = [row["empirical_over_oracle"] for row in rows if row["rho"] > 0]
+    print(f"empirical gain / oracle's (rho > 0): {min(reach):.3f}-{max(reach):.3f}")
     print(f"seconds: {time.perf_counter() - start:.1f}")
     shape, rho, share, ratio = REFERENCE
     reference = next(
