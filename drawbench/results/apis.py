@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 from drawbench.results import intervals, stats
 from drawbench.results.renderers import CSVRenderer
 from drawbench.results.selectors import judgments_frame, study_ranking, study_rater_diagnostics, study_results
-from drawbench.studies.models import Study
+from drawbench.studies.models import Rater, Study
 from drawbench.studies.roles import CanViewResults
 
 # Fixed width (always microseconds, always Z) so that pandas parses the column with parse_dates.
@@ -54,6 +54,19 @@ class RatersInputSerializer(serializers.Serializer):
     include_excluded = serializers.BooleanField(
         default=False, help_text="Also count judgments flagged as excluded (left out by default)."
     )
+    platform_ids = serializers.BooleanField(
+        default=False,
+        help_text="Add each rater's crowd-platform ids (platform, participant, study and session ids): researchers "
+        "only (studies.change_study); never in the judgments export or the release bundle.",
+    )
+
+
+# The raters export's columns that identify a rater on their crowd platform: personal data, for researchers only.
+PLATFORM_ID_COLUMNS = ("platform", "platform_participant_id", "platform_study_id", "platform_session_id")
+ERROR_PLATFORM_IDS_RESEARCHERS_ONLY = (
+    "platform_ids: crowd-platform ids are for researchers (staff with studies.change_study); the export without them "
+    "names raters by their pseudonymous id only."
+)
 
 
 class _StudyExportApi(APIView):
@@ -317,12 +330,51 @@ class StudyRaterDiagnosticsApi(_StudyExportApi):
         left_method = serializers.CharField(help_text="Wilson on the rater's prompt-clustered effective n.")
         level = serializers.FloatField()
         median_response_ms = serializers.FloatField(allow_null=True)
+        # With ?platform_ids=1 only (researchers): who the rater is on their crowd platform.
+        platform = serializers.CharField(required=False, help_text="prolific, mturk or generic (platform_ids=1).")
+        platform_participant_id = serializers.CharField(
+            required=False, allow_blank=True, help_text="PROLIFIC_PID / workerId / the link's id (platform_ids=1)."
+        )
+        platform_study_id = serializers.CharField(
+            required=False, allow_blank=True, help_text="STUDY_ID / hitId (platform_ids=1)."
+        )
+        platform_session_id = serializers.CharField(
+            required=False, allow_blank=True, help_text="SESSION_ID / assignmentId (platform_ids=1)."
+        )
+
+    platform_ids = False
 
     @classmethod
-    def export(cls, *, study: Study, include_excluded: bool) -> list[dict[str, Any]]:
+    def header(cls) -> list[str]:
+        return [name for name in cls.OutputSerializer().fields if name not in PLATFORM_ID_COLUMNS]
+
+    def get_renderer_context(self) -> dict[str, Any]:
+        context = super().get_renderer_context()
+        if self.platform_ids:
+            context["header"] = [*context["header"], *PLATFORM_ID_COLUMNS]
+        return context
+
+    @classmethod
+    def export(cls, *, study: Study, include_excluded: bool, platform_ids: bool = False) -> list[dict[str, Any]]:
         rows = study_rater_diagnostics(study=study, include_excluded=include_excluded)
+        if platform_ids:
+            who = {
+                public_id: {
+                    "platform": platform,
+                    "platform_participant_id": external_id,
+                    "platform_study_id": study_id,
+                    "platform_session_id": session_id,
+                }
+                for public_id, platform, external_id, study_id, session_id in Rater.objects.filter(
+                    study=study
+                ).values_list("public_id", "platform", "external_id", "platform_study_id", "platform_session_id")
+            }
+            rows = [{**row, **who[row["rater_id"]]} for row in rows]
         return cls.OutputSerializer(rows, many=True).data
 
     @extend_schema(parameters=[RatersInputSerializer], responses=OutputSerializer(many=True))
     def get(self, request: Request, study_id: int) -> Response:
+        self.platform_ids = str(request.query_params.get("platform_ids", "")).lower() in ("1", "true", "yes", "on")
+        if self.platform_ids and not request.user.has_perm("studies.change_study"):
+            raise exceptions.PermissionDenied(ERROR_PLATFORM_IDS_RESEARCHERS_ONLY)
         return self.export_response(request, study_id)
