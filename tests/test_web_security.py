@@ -16,6 +16,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from drawbench.catalog.models import Sample
+from drawbench.dashboard.models import SampleImportJob
 from drawbench.dashboard.views import ADD_STUDY_PERMISSION, CHANGE_STUDY_PERMISSION
 from drawbench.generation.models import GenerationRun
 from drawbench.results import apis as results_apis
@@ -120,7 +121,11 @@ def page_urls(site) -> list[tuple[str, str]]:
         "sample_id": Sample.objects.order_by("pk").first().pk,
         "model_id": site["study"].evaluated_models.first().pk,
         "prompt_set_id": site["study"].prompt_set_id,
-    }
+        "job_id": SampleImportJob.objects.create(
+            evaluated_model=site["run"].evaluated_model, prompt_set=site["run"].prompt_set, samples_per_prompt=2,
+            archive_name="samples.zip", status="failed", problems=["1/: missing sample(s) 1"], problem_count=1,
+        ).pk,
+    }  # fmt: skip
     urls = [(url, "staff") for url in ADMIN_URLS]
     for name, converters, _ in url_patterns():
         kwargs = {key: values.get(key, "x0") for key in converters}
@@ -256,6 +261,7 @@ def test_every_dashboard_write_is_in_the_matrix():
     writes = {name for name, _ in WRITES}
     reads = {"dashboard:study-list", "dashboard:study-detail", "dashboard:study-progress", "dashboard:sample-image"}
     reads |= {"dashboard:model-list", "dashboard:prompt-set-list", "dashboard:run-list"}
+    reads |= {"dashboard:sample-import-job", "dashboard:sample-import-job-progress"}
     dashboard = {name for name, _, _ in url_patterns() if name.startswith("dashboard:")}
     assert dashboard - reads == writes
 

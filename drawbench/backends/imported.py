@@ -23,7 +23,7 @@ import hashlib
 import io
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,9 +172,18 @@ class ImportBackend(SampleBackend):
 
     # --- validation ------------------------------------------------------------------------------------------
 
-    def plan(self, source: Path, prompts: Sequence[PromptRef], samples_per_prompt: int) -> list[ImportItem]:
-        """Every image of ``source`` (a folder or a ``.csv`` manifest), validated; or ``ImageImportError``."""
+    def plan(
+        self,
+        source: Path,
+        prompts: Sequence[PromptRef],
+        samples_per_prompt: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[ImportItem]:
+        """Every image of ``source`` (a folder or a ``.csv`` manifest), validated; or ``ImageImportError``.
+        ``progress`` is called with the number of images checked so far, after each one."""
         source = Path(source)
+        self._progress = progress
+        self._checked = 0
         if samples_per_prompt < 1:
             raise ImageImportError(source, [f"samples per prompt must be at least 1, not {samples_per_prompt}"])
         if source.is_dir():
@@ -369,6 +378,9 @@ class ImportBackend(SampleBackend):
     def _check_and_add(self, plan: _Plan, prompt: PromptRef, index: int, path: Path, where: str) -> None:
         expected = IMAGE_EXTENSIONS[path.suffix.lower()]
         problem, item = self._check_image(path, where, expected, prompt, index)
+        self._checked = getattr(self, "_checked", 0) + 1
+        if getattr(self, "_progress", None) is not None:
+            self._progress(self._checked)
         if problem:
             plan.add(where, problem)
         else:

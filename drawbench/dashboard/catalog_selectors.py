@@ -7,9 +7,11 @@ from collections import defaultdict
 from typing import Any
 
 from django.db.models import Count, Min
+from django.utils import timezone
 
 from drawbench.backends.base import backend_class
 from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet
+from drawbench.dashboard.models import SampleImportJob
 from drawbench.dashboard.selectors import CANCELLABLE, RESUMABLE
 from drawbench.generation.models import GenerationRun
 from drawbench.generation.selectors import generation_run_progress
@@ -113,3 +115,35 @@ def generation_run_rows(*, limit: int = RUNS_LISTED) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+IMPORT_JOBS_LISTED = 10
+PHASES = {
+    "extracting": "Extracting the zip",
+    "checking": "Checking images",
+    "storing": "Storing samples",
+}
+
+
+def sample_import_job_state(*, job: SampleImportJob) -> dict[str, Any]:
+    """What the job's page shows and its poll returns: status, phase, done/total, and the report or the problems."""
+    finished = job.status in (SampleImportJob.Status.DONE, SampleImportJob.Status.FAILED)
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "status_display": job.get_status_display(),
+        "finished": finished,
+        "phase": job.phase,
+        "phase_display": PHASES.get(job.phase, ""),
+        "done": job.done,
+        "total": job.total,
+        "percent": round(100 * job.done / job.total) if job.total else (100 if job.status == "done" else 0),
+        "waiting_s": round((timezone.now() - job.created_at).total_seconds()) if job.status == "pending" else None,
+        "report": job.report or None,
+        "problems": job.problems,
+        "problem_count": job.problem_count,
+    }
+
+
+def sample_import_job_rows(*, limit: int = IMPORT_JOBS_LISTED) -> list[SampleImportJob]:
+    return list(SampleImportJob.objects.select_related("evaluated_model", "prompt_set")[:limit])

@@ -13,25 +13,33 @@ those limits enforced on the bytes actually read, whatever the zip's headers cla
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import re
 import shutil
 import stat
 import tempfile
+import time
+import uuid
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
 from drawbench.backends.base import backend_class
 from drawbench.backends.imported import ImageImportError
 from drawbench.catalog.models import EvaluatedModel, PromptSet
 from drawbench.catalog.services import PromptSetImportResult, prompt_set_import
+from drawbench.dashboard.models import SampleImportJob
 from drawbench.generation.models import GenerationRun
 from drawbench.generation.services import (
     ImportReport,
@@ -40,6 +48,8 @@ from drawbench.generation.services import (
     samples_import,
 )
 from prompts import PromptFileError, load_custom
+
+logger = logging.getLogger(__name__)
 
 PROMPT_FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
 # A prompt file of 100,000 prompts is a few MB; anything this large is a mistake.
@@ -299,15 +309,20 @@ def samples_import_upload(
     samples_per_prompt: int,
     manifest: IO[bytes] | None = None,
     manifest_name: str = "manifest.csv",
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ImportReport:
     """Import an uploaded zip through ``samples_import``, as ``import_samples`` does: a zip of the folder layout
     ``<prompt position>/<k>.png``, or, with ``manifest``, a manifest CSV whose image paths are relative to the zip's
-    root. All or nothing; problems come as one ``ImageImportError``."""
+    root. All or nothing; problems come as one ``ImageImportError``. ``progress(phase, done, total)`` follows the
+    phases "extracting", "checking" (total: the files extracted) and "storing"."""
     archive_label = safe_file_name(archive_name, default="samples.zip")
     with tempfile.TemporaryDirectory(prefix="drawbench-import-") as folder:
         images = Path(folder) / "images"
         images.mkdir()
+        if progress:
+            progress("extracting", 0, 0)
         root = archive_extract(archive=archive, archive_name=archive_label, destination=images)
+        files = sum(1 for path in images.rglob("*") if path.is_file())
         source = root
         if manifest is not None:
             name = safe_file_name(manifest_name, default="manifest.csv")
@@ -325,6 +340,7 @@ def samples_import_upload(
                 prompt_set=prompt_set,
                 source=source,
                 samples_per_prompt=samples_per_prompt,
+                progress=(lambda phase, done, total: progress(phase, done, total or files)) if progress else None,
             )
         finally:
             shutil.rmtree(images, ignore_errors=True)
@@ -333,6 +349,141 @@ def samples_import_upload(
     else:
         report.source = f"{safe_file_name(manifest_name, default='manifest.csv')} + {archive_label}"
     return report
+
+
+# --- sample import jobs: the dashboard's uploads, run by a worker ---------------------------------------------
+
+IMPORT_UPLOAD_DIR = "imports"
+# Progress is written at most this often (seconds) within a phase.
+PROGRESS_INTERVAL_S = 0.5
+
+
+def sample_import_job_create(
+    *,
+    evaluated_model: EvaluatedModel,
+    prompt_set: PromptSet,
+    samples_per_prompt: int,
+    archive: IO[bytes],
+    archive_name: str,
+    manifest: IO[bytes] | None = None,
+    manifest_name: str = "",
+    created_by=None,
+) -> SampleImportJob:
+    """Keep the upload in default storage (which workers share) and queue its import on the cpu queue once this
+    transaction commits. The job's page follows it; nothing is imported until the task has checked everything."""
+    folder = f"{IMPORT_UPLOAD_DIR}/{uuid.uuid4().hex}"
+    archive_label = safe_file_name(archive_name, default="samples.zip")
+    job = SampleImportJob(
+        evaluated_model=evaluated_model,
+        prompt_set=prompt_set,
+        samples_per_prompt=samples_per_prompt,
+        archive_name=archive_label,
+        created_by=created_by,
+    )
+    if samples_per_prompt < 1:
+        raise ValidationError({"samples_per_prompt": "must be at least 1"})
+    job.archive_file = default_storage.save(f"{folder}/{archive_label}", File(archive))
+    if manifest is not None:
+        job.manifest_name = safe_file_name(manifest_name, default="manifest.csv")
+        job.manifest_file = default_storage.save(f"{folder}/manifest-{job.manifest_name}", File(manifest))
+    job.full_clean()
+    job.save()
+    transaction.on_commit(lambda: _sample_import_job_enqueue(job.pk))
+    return job
+
+
+def _sample_import_job_enqueue(job_id: int) -> None:
+    from drawbench.dashboard.tasks import sample_import_job_run
+
+    sample_import_job_run.apply_async(args=(job_id,), queue=settings.DRAWBENCH_QUEUES["cpu"])
+
+
+def _job_progress_writer(job: SampleImportJob) -> Callable[[str, int, int], None]:
+    last = {"phase": "", "at": 0.0}
+
+    def write(phase: str, done: int, total: int) -> None:
+        # Calls from inside the import's own transaction would only show once it commits, and roll back with it.
+        if transaction.get_connection().in_atomic_block:
+            return
+        now = time.monotonic()
+        if phase == last["phase"] and now - last["at"] < PROGRESS_INTERVAL_S:
+            return
+        last.update(phase=phase, at=now)
+        SampleImportJob.objects.filter(pk=job.pk).update(phase=phase, done=done, total=total)
+
+    return write
+
+
+def _storage_copy(name: str, destination: Path) -> Path:
+    with default_storage.open(name, "rb") as source, destination.open("wb") as out:
+        shutil.copyfileobj(source, out, _COPY_CHUNK)
+    return destination
+
+
+def sample_import_job_execute(*, job_id: int) -> SampleImportJob:
+    """Run a pending job: its upload through ``samples_import_upload``, all or nothing. A job that is not pending
+    (a task delivered twice) is left alone. The upload is deleted from storage whatever the outcome."""
+    with transaction.atomic():
+        job = SampleImportJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status != SampleImportJob.Status.PENDING:
+            return job
+        job.status = SampleImportJob.Status.RUNNING
+        job.started_at = timezone.now()
+        job.phase = "extracting"
+        job.save(update_fields=["status", "started_at", "phase"])
+    problems: list[str] = []
+    count = 0
+    report: ImportReport | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="drawbench-upload-") as folder:
+            archive = _storage_copy(job.archive_file, Path(folder) / "archive.zip")
+            manifest = _storage_copy(job.manifest_file, Path(folder) / "manifest.csv") if job.manifest_file else None
+            with (
+                archive.open("rb") as archive_stream,
+                manifest.open("rb") if manifest else contextlib.nullcontext() as manifest_stream,
+            ):
+                report = samples_import_upload(
+                    evaluated_model=job.evaluated_model,
+                    prompt_set=job.prompt_set,
+                    archive=archive_stream,
+                    archive_name=job.archive_name,
+                    samples_per_prompt=job.samples_per_prompt,
+                    manifest=manifest_stream,
+                    manifest_name=job.manifest_name or "manifest.csv",
+                    progress=_job_progress_writer(job),
+                )
+    except ImageImportError as exc:
+        problems, count = exc.problems, exc.count
+    except ValidationError as exc:
+        problems = list(exc.messages)
+        count = len(problems)
+    except Exception as exc:  # noqa: BLE001 - the page must say the import stopped, whatever stopped it
+        logger.exception("sample import job %s failed", job.pk)
+        problems, count = [f"the import stopped: {type(exc).__name__}: {exc}"], 1
+    finally:
+        for name in (job.archive_file, job.manifest_file):
+            if name:
+                default_storage.delete(name)
+    job.refresh_from_db(fields=["done", "total"])
+    job.archive_file = job.manifest_file = ""
+    job.finished_at = timezone.now()
+    if report is not None:
+        job.status = SampleImportJob.Status.DONE
+        job.phase = ""
+        job.done = job.total = report.created + report.already_present
+        job.report = {
+            "text": str(report),
+            "created": report.created,
+            "already_present": report.already_present,
+            "prompts": report.prompts,
+            "prompts_without_samples": report.prompts_without_samples,
+        }
+    else:
+        job.status = SampleImportJob.Status.FAILED
+        job.problems = problems
+        job.problem_count = count
+    job.save()
+    return job
 
 
 # --- generation runs ------------------------------------------------------------------------------------------

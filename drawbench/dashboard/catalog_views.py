@@ -2,18 +2,18 @@
 
 Staff read; each write needs its model permission (catalog.add_evaluatedmodel, catalog.change_evaluatedmodel,
 catalog.add_promptset, catalog.add_sample, generation.add_generationrun, generation.change_generationrun), which
-the researcher group holds (drawbench.studies.roles). A sample import runs in the request, synchronously: it is
-all or nothing, and its page says what was imported or lists every problem once.
+the researcher group holds (drawbench.studies.roles). A sample import is a job: the upload is kept in storage and a
+Celery worker (on the cpu queue) runs it, all or nothing; the job's page polls its progress (extracting, checking
+each image, storing) and then says what was imported or lists every problem once.
 """
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from drawbench.backends.imported import ImageImportError
 from drawbench.catalog.models import EvaluatedModel, PromptSet
 from drawbench.dashboard.catalog_forms import (
     EvaluatedModelForm,
@@ -26,14 +26,17 @@ from drawbench.dashboard.catalog_selectors import (
     generation_run_rows,
     known_backend_keys,
     prompt_set_rows,
+    sample_import_job_rows,
+    sample_import_job_state,
 )
 from drawbench.dashboard.catalog_services import (
     evaluated_model_create,
     evaluated_model_update,
     generation_run_create_and_start,
     prompt_set_upload,
-    samples_import_upload,
+    sample_import_job_create,
 )
+from drawbench.dashboard.models import SampleImportJob
 from drawbench.dashboard.views import researcher_permission_required
 from drawbench.generation.models import GenerationRun
 from drawbench.generation.services import generation_run_cancel, generation_run_resume
@@ -143,31 +146,43 @@ def prompt_set_upload_view(request: HttpRequest) -> HttpResponse:
 
 @researcher_permission_required(ADD_SAMPLE_PERMISSION)
 def sample_import(request: HttpRequest) -> HttpResponse:
+    """The upload form (and the latest imports); a valid upload becomes a job that a worker runs."""
     form = SampleImportForm(request.POST or None, request.FILES or None)
-    context = {"form": form, "report": None, "problems": None}
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         manifest = data.get("manifest")
         try:
-            report = samples_import_upload(
+            job = sample_import_job_create(
                 evaluated_model=data["evaluated_model"],
                 prompt_set=data["prompt_set"],
+                samples_per_prompt=data["samples_per_prompt"],
                 archive=data["archive"],
                 archive_name=data["archive"].name,
-                samples_per_prompt=data["samples_per_prompt"],
                 manifest=manifest,
-                manifest_name=manifest.name if manifest else "manifest.csv",
+                manifest_name=manifest.name if manifest else "",
+                created_by=request.user,
             )
-        except ImageImportError as exc:
-            context["problems"] = {"count": exc.count, "lines": exc.problems}
         except ValidationError as exc:
             _add_service_errors(form, exc)
         else:
-            context["report"] = report
-            context["model"] = data["evaluated_model"]
-            context["prompt_set"] = data["prompt_set"]
-    status = 400 if context["problems"] else 200
-    return render(request, "dashboard/catalog/sample_import.html", context, status=status)
+            return redirect("dashboard:sample-import-job", job_id=job.pk)
+    return render(request, "dashboard/catalog/sample_import.html", {"form": form, "jobs": sample_import_job_rows()})
+
+
+@staff_member_required
+def sample_import_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(SampleImportJob.objects.select_related("evaluated_model", "prompt_set"), pk=job_id)
+    return render(
+        request,
+        "dashboard/catalog/sample_import_job.html",
+        {"job": job, "state": sample_import_job_state(job=job)},
+    )
+
+
+@staff_member_required
+def sample_import_job_progress(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = get_object_or_404(SampleImportJob, pk=job_id)
+    return JsonResponse(sample_import_job_state(job=job))
 
 
 # --- generation runs ------------------------------------------------------------------------------------------

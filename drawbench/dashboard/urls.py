@@ -21,6 +21,12 @@ urlpatterns = [
     path("prompt-sets/", catalog_views.prompt_set_list, name="prompt-set-list"),
     path("prompt-sets/upload/", catalog_views.prompt_set_upload_view, name="prompt-set-upload"),
     path("samples/import/", catalog_views.sample_import, name="sample-import"),
+    path("samples/import/<int:job_id>/", catalog_views.sample_import_job, name="sample-import-job"),
+    path(
+        "samples/import/<int:job_id>/progress.json",
+        catalog_views.sample_import_job_progress,
+        name="sample-import-job-progress",
+    ),
     path("runs/", catalog_views.run_list, name="run-list"),
     path("runs/new/", catalog_views.run_new, name="run-new"),
     path("runs/<int:run_id>/resume/", catalog_views.run_resume, name="generation-run-resume"),

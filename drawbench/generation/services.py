@@ -11,7 +11,7 @@ import hashlib
 import io
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,11 +193,15 @@ def samples_import(
     prompt_set: PromptSet,
     source: Path,
     samples_per_prompt: int,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ImportReport:
     """Import samples made elsewhere from a folder or a manifest CSV (see drawbench.backends.imported).
 
     ``samples_per_prompt`` has no default: a source must hold exactly that many images per prompt it covers,
-    numbered from 0 (prompt folders are the prompts' 1-based positions).
+    numbered from 0 (prompt folders are the prompts' 1-based positions). ``progress(phase, done, total)``, if given,
+    is called as images are checked (phase "checking", total 0: not known in advance) and stored ("storing"; the
+    calls made while storing come from inside the import's transaction, so a writer to the database sees them only
+    if it writes elsewhere).
 
     All or nothing: every problem of the source is reported together in an ``ImageImportError`` before anything is
     written, and the rows are written in one transaction. If that transaction fails (or is interrupted), the files it
@@ -209,7 +213,8 @@ def samples_import(
     prompts = list(prompt_set.prompts.all())
     refs = [PromptRef(id=p.pk, text=p.text, position=p.position) for p in prompts]
     backend = ImportBackend()
-    items = backend.plan(source, refs, samples_per_prompt)
+    checked = (lambda n: progress("checking", n, 0)) if progress else None
+    items = backend.plan(source, refs, samples_per_prompt, progress=checked)
 
     existing = {
         (s.prompt_id, s.index): s
@@ -231,9 +236,11 @@ def samples_import(
     new_items = [item for item in items if (item.prompt.id, item.index) not in existing]
     by_id = {p.pk: p for p in prompts}
     stored: list[Sample] = []
+    if progress:
+        progress("storing", 0, len(new_items))
     try:
         with transaction.atomic():
-            for item in new_items:
+            for done, item in enumerate(new_items, start=1):
                 stored.append(
                     sample_store(
                         evaluated_model=evaluated_model,
@@ -244,6 +251,8 @@ def samples_import(
                         settings=item.settings,
                     )
                 )
+                if progress:
+                    progress("storing", done, len(new_items))
     except BaseException:
         _orphans_delete({sample.image.name for sample in stored})
         raise

@@ -14,6 +14,7 @@ from PIL import Image
 
 from drawbench.backends.base import backend_config_check
 from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet, Sample
+from drawbench.dashboard.models import SampleImportJob
 from drawbench.generation.models import GenerationRun
 from drawbench.studies.services.studies import study_create
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, SampleFactory
@@ -367,15 +368,28 @@ def closed_model():
     return EvaluatedModelFactory(name="closed", backend=IMPORTED)
 
 
-def _import(client, model, prompt_set, archive, n=2, **extra):
-    data = {"evaluated_model": model.pk, "prompt_set": prompt_set.pk, "samples_per_prompt": n, "archive": archive}
-    return client.post(reverse("dashboard:sample-import"), {**data, **extra})
+@pytest.fixture
+def importer(staff_client, fresh_media, django_capture_on_commit_callbacks):
+    """Upload on the import page; the job is queued on commit (a Celery task, eager in the tests), and the page it
+    redirects to is returned once the job has run."""
+
+    def run(model, prompt_set, archive, n=2, **extra):
+        data = {"evaluated_model": model.pk, "prompt_set": prompt_set.pk, "samples_per_prompt": n, "archive": archive}
+        with django_capture_on_commit_callbacks(execute=True):
+            response = staff_client.post(reverse("dashboard:sample-import"), {**data, **extra})
+        assert response.status_code == 302, _errors(response)
+        job = SampleImportJob.objects.get(pk=int(response.url.rstrip("/").rsplit("/", 1)[1]))
+        assert job.status in ("done", "failed") and not job.archive_file and not job.manifest_file
+        assert list((fresh_media / "imports").rglob("*.*")) == [], "the upload outlived its job"
+        return staff_client.get(response.url)
+
+    return run
 
 
 @pytest.mark.usefixtures("fresh_media")
 @pytest.mark.parametrize("prefix", ["", "my-samples/"], ids=["at the root", "in one folder"])
-def test_sample_import_of_a_zipped_folder_stores_every_sample(staff_client, closed_model, prompt_set, prefix):
-    response = _import(staff_client, closed_model, prompt_set, _folder_zip(prefix=prefix))
+def test_sample_import_of_a_zipped_folder_stores_every_sample(importer, closed_model, prompt_set, prefix):
+    response = importer(closed_model, prompt_set, _folder_zip(prefix=prefix))
 
     assert response.status_code == 200
     assert "Imported 6 sample(s) of 3 prompt(s) from samples.zip" in _errors(response)
@@ -386,13 +400,11 @@ def test_sample_import_of_a_zipped_folder_stores_every_sample(staff_client, clos
 
 
 @pytest.mark.usefixtures("fresh_media")
-def test_sample_import_of_a_manifest_with_a_zip_of_images(staff_client, closed_model, prompt_set):
+def test_sample_import_of_a_manifest_with_a_zip_of_images(importer, closed_model, prompt_set):
     manifest = "prompt,image\nA red colored car.,imgs/a.png\nA red colored car.,imgs/b.png\n"
     archive = _zip({"imgs/a.png": _png((1, 1, 1)), "imgs/b.png": _png((2, 2, 2))})
 
-    response = _import(
-        staff_client, closed_model, prompt_set, archive, manifest=SimpleUploadedFile("list.csv", manifest.encode())
-    )
+    response = importer(closed_model, prompt_set, archive, manifest=SimpleUploadedFile("list.csv", manifest.encode()))
 
     assert "Imported 2 sample(s) of 1 prompt(s) from list.csv + samples.zip" in _errors(response)
     assert Sample.objects.filter(evaluated_model=closed_model, prompt__position=1).count() == 2
@@ -400,13 +412,13 @@ def test_sample_import_of_a_manifest_with_a_zip_of_images(staff_client, closed_m
 
 @pytest.mark.usefixtures("fresh_media")
 def test_sample_import_lists_one_problem_met_in_many_folders_once_and_imports_nothing(
-    staff_client, closed_model, prompt_set
+    importer, closed_model, prompt_set
 ):
     archive = _folder_zip(n=1)  # 0.png only: 1.png is missing in every folder
 
-    response = _import(staff_client, closed_model, prompt_set, archive, n=2)
+    response = importer(closed_model, prompt_set, archive, n=2)
 
-    assert response.status_code == 400
+    assert "Nothing was imported" in _errors(response)
     problems = re.findall(
         r"<li>(.*?)</li>", re.search(r'id="import-problems"(.*?)</div>', response.content.decode(), re.S).group(1)
     )
@@ -427,7 +439,7 @@ def test_sample_import_lists_one_problem_met_in_many_folders_once_and_imports_no
     ],
 )
 def test_sample_import_refuses_a_zip_whose_names_climb_out_and_writes_no_file(
-    staff_client, closed_model, prompt_set, tmp_path, monkeypatch, member, says
+    importer, closed_model, prompt_set, tmp_path, monkeypatch, member, says
 ):
     # Uploads are extracted under tmp_path/t/drawbench-import-*/images/: "../../x.png" would land in tmp_path/t/.
     (tmp_path / "t").mkdir()
@@ -435,25 +447,25 @@ def test_sample_import_refuses_a_zip_whose_names_climb_out_and_writes_no_file(
     members = {f"{p}/{k}.png": _png() for p in (1, 2, 3) for k in range(2)}
     members[member] = _png((9, 9, 9))
 
-    response = _import(staff_client, closed_model, prompt_set, _zip(members))
+    response = importer(closed_model, prompt_set, _zip(members))
 
-    assert response.status_code == 400
+    assert "Nothing was imported" in _errors(response)
     assert f"{member}: {says}" in _errors(response).replace("&#x27;", "'")
     assert Sample.objects.count() == 0
     assert list(tmp_path.glob("**/x.png")) == [] and list((tmp_path / "t").iterdir()) == []
 
 
 @pytest.mark.usefixtures("fresh_media")
-def test_sample_import_refuses_a_zip_bomb_member_before_inflating_it(staff_client, closed_model, prompt_set, settings):
+def test_sample_import_refuses_a_zip_bomb_member_before_inflating_it(importer, closed_model, prompt_set, settings):
     settings.DRAWBENCH_MAX_IMAGE_BYTES = 64 * 1024
     members = {f"{p}/{k}.png": _png() for p in (1, 2, 3) for k in range(2)}
     members["1/0.png"] = b"\0" * (8 * 1024 * 1024)  # 8 MB of zeros compress to a few KB
 
     archive = _zip(members)
     assert archive.size < 100_000
-    response = _import(staff_client, closed_model, prompt_set, archive)
+    response = importer(closed_model, prompt_set, archive)
 
-    assert response.status_code == 400
+    assert "Nothing was imported" in _errors(response)
     text = _errors(response)
     assert "1/0.png: 8388608 bytes uncompressed, over the limit of 65536 per image" in text
     assert "zip bomb" in text
@@ -461,21 +473,21 @@ def test_sample_import_refuses_a_zip_bomb_member_before_inflating_it(staff_clien
 
 
 @pytest.mark.usefixtures("fresh_media")
-def test_sample_import_refuses_an_archive_over_the_total_limit(staff_client, closed_model, prompt_set, settings):
+def test_sample_import_refuses_an_archive_over_the_total_limit(importer, closed_model, prompt_set, settings):
     settings.DRAWBENCH_MAX_IMPORT_BYTES = 200
     archive = _folder_zip()
 
-    response = _import(staff_client, closed_model, prompt_set, archive)
+    response = importer(closed_model, prompt_set, archive)
 
     assert "bytes uncompressed in all, over the limit of 200 (DRAWBENCH_MAX_IMPORT_BYTES)" in _errors(response)
     assert Sample.objects.count() == 0
 
 
 @pytest.mark.usefixtures("fresh_media")
-def test_sample_import_of_something_that_is_no_zip_says_so(staff_client, closed_model, prompt_set):
-    response = _import(staff_client, closed_model, prompt_set, SimpleUploadedFile("s.zip", b"not a zip at all"))
+def test_sample_import_of_something_that_is_no_zip_says_so(importer, closed_model, prompt_set):
+    response = importer(closed_model, prompt_set, SimpleUploadedFile("s.zip", b"not a zip at all"))
 
-    assert response.status_code == 400 and "not a readable zip archive" in _errors(response)
+    assert "not a readable zip archive" in _errors(response)
 
 
 def test_sample_import_requires_the_sample_count_and_an_imported_model(staff_client, prompt_set):
@@ -563,3 +575,63 @@ def test_catalog_pages_carry_no_inline_script_or_style_element(staff_client, pro
         for src in re.findall(r'<script\b[^>]*\bsrc="([^"]+)"', body):
             assert src.startswith("/static/dashboard/") and staff_client.get(src).status_code == 200, src
     assert staff_client.get("/static/dashboard/catalog.css").status_code == 200
+
+
+# --- the import job: queued, followed, run once -----------------------------------------------------------------
+
+
+@pytest.fixture
+def pending_job(staff_client, closed_model, prompt_set, fresh_media):
+    """An upload whose job is queued but not run: the on-commit enqueue is not executed (no worker)."""
+    data = {"evaluated_model": closed_model.pk, "prompt_set": prompt_set.pk, "samples_per_prompt": 2}
+    response = staff_client.post(reverse("dashboard:sample-import"), {**data, "archive": _folder_zip()})
+    assert response.status_code == 302
+    return SampleImportJob.objects.get()
+
+
+def test_a_queued_import_waits_for_a_worker_and_its_page_polls_its_progress(staff_client, pending_job, fresh_media):
+    html = staff_client.get(reverse("dashboard:sample-import-job", args=[pending_job.pk])).content.decode()
+    state = staff_client.get(reverse("dashboard:sample-import-job-progress", args=[pending_job.pk])).json()
+
+    assert "Waiting for a worker" in html and "celery -A drawbench worker" in html
+    assert f'data-poll-url="{reverse("dashboard:sample-import-job-progress", args=[pending_job.pk])}"' in html
+    assert (state["status"], state["finished"], state["done"]) == ("pending", False, 0)
+    assert (fresh_media / pending_job.archive_file).is_file()
+    assert Sample.objects.count() == 0
+
+
+def test_running_a_job_reports_each_phase_and_a_second_delivery_does_nothing(pending_job, monkeypatch, fresh_media):
+    from drawbench.dashboard import catalog_services
+
+    seen = []
+    writer = catalog_services._job_progress_writer
+
+    def spy(job):
+        write = writer(job)
+
+        def record(phase, done, total):
+            seen.append((phase, done, total))
+            write(phase, done, total)
+
+        return record
+
+    monkeypatch.setattr(catalog_services, "_job_progress_writer", spy)
+    monkeypatch.setattr(catalog_services, "PROGRESS_INTERVAL_S", 0)
+
+    job = catalog_services.sample_import_job_execute(job_id=pending_job.pk)
+    again = catalog_services.sample_import_job_execute(job_id=pending_job.pk)
+
+    assert job.status == "done" and job.report["created"] == 6 and (job.done, job.total) == (6, 6)
+    assert seen[0] == ("extracting", 0, 0)
+    assert [s for s in seen if s[0] == "checking"] == [("checking", n, 6) for n in range(1, 7)]
+    assert ("storing", 0, 6) in seen and ("storing", 6, 6) in seen
+    assert again.status == "done" and Sample.objects.count() == 6
+    assert not (fresh_media / pending_job.archive_file).exists()
+
+
+def test_import_job_pages_are_for_staff(client, django_user_model, pending_job):
+    client.force_login(django_user_model.objects.create_user(username="nobody", password="pw-nobody-1"))
+
+    for name in ("sample-import-job", "sample-import-job-progress"):
+        response = client.get(reverse(f"dashboard:{name}", args=[pending_job.pk]))
+        assert response.status_code == 302 and "/login/" in response.url

@@ -2,7 +2,7 @@
 page scrolls sideways at 390 or 1366 px, and a sample import through the form shows its result.
 
 Needs Debian's chromium at /usr/bin/chromium; skipped without it unless DRAWBENCH_REQUIRE_SERVICES=1. Leaves
-screenshots in tests/artifacts/.
+screenshots in tests/artifacts/. The import page's own script polls a queued job and shows its result.
 """
 
 import io
@@ -17,6 +17,7 @@ from django.urls import reverse
 from PIL import Image
 
 from drawbench.catalog.models import Sample
+from drawbench.dashboard.models import SampleImportJob
 from drawbench.generation.models import GenerationRun
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory
 
@@ -87,7 +88,7 @@ def test_catalog_pages_fit_phone_and_laptop_and_the_csp_refuses_nothing(browser_
         assert [line for line in console if "Content Security Policy" in line] == [], console
 
 
-def test_a_sample_import_through_the_form_shows_its_result(browser_context, live_server, tmp_path, artifacts_dir):
+def _closed_setup(tmp_path):
     prompt_set = PromptSetFactory(slug="mini")
     for position in (1, 2):
         PromptFactory(prompt_set=prompt_set, position=position, text=f"Prompt {position}.")
@@ -97,8 +98,10 @@ def test_a_sample_import_through_the_form_shows_its_result(browser_context, live
         for position in (1, 2):
             for k in (0, 1):
                 bundle.writestr(f"samples/{position}/{k}.png", _png((position * 50, k * 90, 10)))
+    return prompt_set, model, archive
 
-    page = browser_context(1366, 768).new_page()
+
+def _upload(page, live_server, prompt_set, model, archive) -> None:
     page.goto(live_server.url + reverse("dashboard:sample-import"))
     page.select_option("#id_evaluated_model", str(model.pk))
     page.select_option("#id_prompt_set", str(prompt_set.pk))
@@ -106,8 +109,33 @@ def test_a_sample_import_through_the_form_shows_its_result(browser_context, live
     page.set_input_files("#id_archive", str(archive))
     with page.expect_navigation(timeout=30_000):
         page.click("main form[data-busy-text] button[type=submit]")
-    assert page.locator("#import-result").count() == 1, page.inner_text("main")
 
+
+def test_a_sample_import_through_the_form_shows_its_result(browser_context, live_server, tmp_path, artifacts_dir):
+    prompt_set, model, archive = _closed_setup(tmp_path)
+    page = browser_context(1366, 768).new_page()
+
+    _upload(page, live_server, prompt_set, model, archive)  # the test settings run the job's task at once (eager)
+
+    assert page.locator("#import-result").count() == 1, page.inner_text("main")
     assert "Imported 4 sample(s) of 2 prompt(s) from closed.zip" in page.inner_text("#import-result")
     page.screenshot(path=str(artifacts_dir / "catalog-sample-import-result.png"), full_page=True)
     assert Sample.objects.filter(evaluated_model=model).count() == 4
+
+
+def test_the_import_page_follows_a_queued_job_until_its_result(browser_context, live_server, tmp_path, monkeypatch):
+    from drawbench.dashboard import catalog_services
+
+    # No worker: the job stays queued until the test runs it, while the page polls.
+    monkeypatch.setattr(catalog_services, "_sample_import_job_enqueue", lambda job_id: None)
+    prompt_set, model, archive = _closed_setup(tmp_path)
+    page = browser_context(390, 844).new_page()
+    _upload(page, live_server, prompt_set, model, archive)
+    assert "Waiting for a worker" in page.inner_text("#job-text")
+    job = SampleImportJob.objects.get()
+
+    catalog_services.sample_import_job_execute(job_id=job.pk)
+
+    page.wait_for_selector("#import-result", timeout=15_000)
+    assert "Imported 4 sample(s)" in page.inner_text("#import-result")
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0

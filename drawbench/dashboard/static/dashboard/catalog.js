@@ -20,3 +20,42 @@ document.addEventListener("submit", function (event) {
     status.hidden = false;
   }
 });
+
+// A sample import's page: while the import runs, poll its progress and redraw the bar; when it ends, reload the page
+// for its result (what was imported, or every problem).
+(function () {
+  const box = document.querySelector("[data-poll-url]");
+  if (!box) {
+    return;
+  }
+  const url = box.dataset.pollUrl;
+  const bar = document.getElementById("job-bar");
+  const text = document.getElementById("job-text");
+  const hint = document.getElementById("job-hint");
+  const status = document.getElementById("job-status");
+  function draw(state) {
+    status.textContent = state.status_display;
+    status.className = "pill " + state.status;
+    if (state.finished) {
+      window.location.reload();
+      return;
+    }
+    if (state.status === "pending") {
+      text.textContent = "Waiting for a worker to take the import (" + state.waiting_s + " s).";
+    } else {
+      bar.max = state.total || 1;
+      bar.value = state.done;
+      text.textContent = (state.phase_display || "Working") + ": " + state.done +
+        (state.total ? " of " + state.total : "") + ".";
+    }
+    hint.hidden = state.status !== "pending";
+    window.setTimeout(poll, 1500);
+  }
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
+      .then(draw)
+      .catch(function () { window.setTimeout(poll, 5000); });
+  }
+  window.setTimeout(poll, 1000);
+})();
