@@ -123,7 +123,9 @@ def test_a_sample_import_through_the_form_shows_its_result(browser_context, live
     assert Sample.objects.filter(evaluated_model=model).count() == 4
 
 
-def test_the_import_page_follows_a_queued_job_until_its_result(browser_context, live_server, tmp_path, monkeypatch):
+def test_the_import_page_follows_a_queued_job_until_its_result(
+    browser_context, live_server, tmp_path, monkeypatch, artifacts_dir
+):
     from drawbench.dashboard import catalog_services
 
     # No worker: the job stays queued until the test runs it, while the page polls.
@@ -132,6 +134,7 @@ def test_the_import_page_follows_a_queued_job_until_its_result(browser_context, 
     page = browser_context(390, 844).new_page()
     _upload(page, live_server, prompt_set, model, archive)
     assert "Waiting for a worker" in page.inner_text("#job-text")
+    page.screenshot(path=str(artifacts_dir / "catalog-sample-import-waiting-390.png"), full_page=True)
     job = SampleImportJob.objects.get()
 
     catalog_services.sample_import_job_execute(job_id=job.pk)
