@@ -194,3 +194,16 @@ class StudyCreateForm(forms.Form):
         for problem in problems:
             self.add_error("categories", problem)
         return names
+
+
+class CrowdPayForm(forms.Form):
+    """The study page's pay question: what a rater's session costs at this hourly pay."""
+
+    hourly_pay = forms.DecimalField(
+        min_value=0, max_value=1000, decimal_places=2, required=False, label="Hourly pay",
+        help_text="What you pay raters per hour (Prolific asks for at least its minimum).",
+    )  # fmt: skip
+
+    def clean_hourly_pay(self):
+        value = self.cleaned_data["hourly_pay"]
+        return None if value is None else float(value)

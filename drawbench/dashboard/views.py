@@ -18,10 +18,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from drawbench.catalog.models import Sample
-from drawbench.dashboard.forms import StudyCreateForm
+from drawbench.dashboard.forms import CrowdPayForm, StudyCreateForm
 from drawbench.dashboard.selectors import study_dashboard_state, study_generation_run, study_list_rows
 from drawbench.dashboard.services import study_generation_start
 from drawbench.generation.services import generation_run_cancel, generation_run_resume
+from drawbench.studies import crowd
 from drawbench.studies.models import Study
 from drawbench.studies.services.studies import (
     study_close,
@@ -115,8 +116,22 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
             "state": study_dashboard_state(study=study),
             "rater_url": rater_url,
             "models": list(study.evaluated_models.order_by("name", "version")),
+            "crowd": _crowd_card(request, study),
         },
     )
+
+
+def _crowd_card(request: HttpRequest, study: Study) -> dict:
+    """The crowd platform card: a rater's time and cost at the hourly pay asked for (?hourly_pay=), and, for
+    researchers (the files carry platform ids), the approval and bonus files of each platform."""
+    form = CrowdPayForm(request.GET or None)
+    hourly_pay = form.cleaned_data.get("hourly_pay") if form.is_valid() else None
+    return {
+        "form": form,
+        "estimate": crowd.time_estimate(study=study, hourly_pay=hourly_pay),
+        "files": request.user.has_perm(CHANGE_STUDY_PERMISSION),
+        "platforms": [("prolific", "Prolific"), ("mturk", "MTurk")],
+    }
 
 
 @staff_member_required
