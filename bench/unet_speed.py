@@ -25,7 +25,9 @@ percent), with Adam, in alternating subprocesses (ours, theirs, ours, theirs, ..
 package is never installed here: install it with ``pip install --no-deps --target DIR imagen-pytorch==2.1.0
 einops beartype`` in a scratch folder outside this repository and pass ``--imagen-pytorch-path DIR``. Its
 module-level ``torchvision.transforms`` and ``kornia.augmentation`` imports and its hub T5 config lookup are stood in
-for (a U-Net forward uses none of them); its package ``__init__`` (trainer, datasets) is not run.
+for (a U-Net forward uses none of them); its package ``__init__`` (trainer, datasets) is not run. imagen_core runs
+with the options a CPU trainer would pick: channels-last, pixel-shuffle upsampling, and Winograd F(2×2, 3×3) for the
+wide 3×3 convolutions (``--no-cpu-winograd`` for oneDNN's direct convolutions instead).
 """
 
 from __future__ import annotations
@@ -352,6 +354,12 @@ def main() -> None:
     parser.add_argument("--against", choices=["imagen-pytorch"], default=None)
     parser.add_argument("--imagen-pytorch-path", default=None, help="scratch folder holding imagen_pytorch 2.1.0")
     parser.add_argument("--ip-dim", type=int, default=32, help="imagen-pytorch SRUnet256 dim")
+    parser.add_argument(
+        "--cpu-winograd",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--against: imagen_core's wide 3×3 convolutions as Winograd F(2×2, 3×3) on CPU (UNetConfig.cpu_winograd)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="--against: alternating separate-process rounds (memory)")
     parser.add_argument("--paired-steps", type=int, default=6, help="--against: interleaved step pairs (speed)")
     parser.add_argument("--optimizer", choices=["adam", "adamw"], default=None)
@@ -428,7 +436,8 @@ def main() -> None:
 
 def matched_efficient(args: argparse.Namespace, target: int) -> tuple[UNetConfig, int]:
     """imagen_core's Efficient U-Net (PAPER_SR_256's layout, pixel-shuffle upsampling as imagen-pytorch's, channels-last
-    activations) whose parameter count is closest to ``target``."""
+    activations, Winograd 3×3 convolutions on CPU unless --no-cpu-winograd) whose parameter count is closest to
+    ``target``."""
     best: tuple[float, UNetConfig, int] | None = None
     # Even widths: only the lowest (8·dim-channel) level has attention, so its heads divide any even dim's channels.
     for dim in range(2 * args.heads, 8 * args.ip_dim, 2):
@@ -438,6 +447,7 @@ def matched_efficient(args: argparse.Namespace, target: int) -> tuple[UNetConfig
             efficient_config(argparse.Namespace(**{**vars(args), "dim": dim})),
             upsample_mode="pixel_shuffle",
             channels_last=True,
+            cpu_winograd=args.cpu_winograd,
         )
         n = count(config)
         gap = abs(n - target) / target
@@ -456,7 +466,7 @@ def against_imagen_pytorch(args: argparse.Namespace) -> None:
     ours, n_ours = matched_efficient(args, n_theirs)
     print(
         f"imagen_core options: upsample_mode={ours.upsample_mode} (imagen-pytorch's pixel_shuffle_upsample too), "
-        f"channels_last={ours.channels_last}"
+        f"channels_last={ours.channels_last}, cpu_winograd={ours.cpu_winograd}"
     )
     print(f"64→256 task, batch {args.batch}, {args.text_len} text tokens of width {args.text_dim}, {args.optimizer}")
     print(f"imagen-pytorch SRUnet256(dim={args.ip_dim}): {n_theirs:,} parameters")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imagen_core.config import Activation, DownsampleMode, TextNorm, TimeEmbedding, UpsampleMode
+from imagen_core.winograd import WinogradConv2d
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "gelu": nn.GELU}
 
@@ -145,6 +146,7 @@ class ResBlock(nn.Module):
         residual_scale: float = 1.0,
         resample: str | None = None,
         activation: Activation = "silu",
+        winograd: bool = False,
     ) -> None:
         super().__init__()
         self.act = activation_fn(activation)
@@ -152,13 +154,15 @@ class ResBlock(nn.Module):
         self.residual_scale = residual_scale
         self.resample = resample
         self.norm1 = group_norm(in_channels, norm_groups)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        # WinogradConv2d is nn.Conv2d (same parameters) that may run as Winograd F(2×2, 3×3) on CPU (cpu_winograd).
+        self.conv1 = WinogradConv2d(in_channels, out_channels, 3, padding=1)
         self.cond_proj = (
             nn.Linear(cond_dim, out_channels * (2 if use_scale_shift_norm else 1)) if cond_dim > 0 else None
         )
         self.norm2 = group_norm(out_channels, norm_groups)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = zero_init(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.conv2 = zero_init(WinogradConv2d(out_channels, out_channels, 3, padding=1))
+        self.conv1.winograd = self.conv2.winograd = winograd
         self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
 
     def _resample(self, x: Tensor) -> Tensor:

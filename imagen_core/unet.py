@@ -126,6 +126,7 @@ class _UNetCommon(nn.Module):
             residual_scale=residual_scale,
             resample=resample,
             activation=c.activation,
+            winograd=c.cpu_winograd and c.channels_last,
         )
 
     def _attention(self, channels: int) -> Attention:
