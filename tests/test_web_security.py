@@ -261,7 +261,7 @@ def test_every_dashboard_write_is_in_the_matrix():
     writes = {name for name, _ in WRITES}
     reads = {"dashboard:study-list", "dashboard:study-detail", "dashboard:study-progress", "dashboard:sample-image"}
     reads |= {"dashboard:model-list", "dashboard:prompt-set-list", "dashboard:run-list"}
-    reads |= {"dashboard:sample-import-job", "dashboard:sample-import-job-progress"}
+    reads |= {"dashboard:sample-import-job", "dashboard:sample-import-job-progress", "dashboard:run-list-progress"}
     dashboard = {name for name, _, _ in url_patterns() if name.startswith("dashboard:")}
     assert dashboard - reads == writes
 

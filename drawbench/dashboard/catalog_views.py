@@ -197,6 +197,14 @@ def run_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+@staff_member_required
+def run_list_progress(request: HttpRequest) -> JsonResponse:
+    """The runs page's poll: each listed run's status, done/total and failures, and which actions apply."""
+    keys = ("status", "done", "total", "failed", "can_resume", "can_cancel")
+    rows = [{"id": row["run"].pk, **{key: row[key] for key in keys}} for row in generation_run_rows()]
+    return JsonResponse({"runs": rows})
+
+
 @researcher_permission_required(ADD_RUN_PERMISSION)
 def run_new(request: HttpRequest) -> HttpResponse:
     form = GenerationRunStartForm(request.POST or None)

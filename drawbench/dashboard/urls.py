@@ -28,6 +28,7 @@ urlpatterns = [
         name="sample-import-job-progress",
     ),
     path("runs/", catalog_views.run_list, name="run-list"),
+    path("runs/progress.json", catalog_views.run_list_progress, name="run-list-progress"),
     path("runs/new/", catalog_views.run_new, name="run-new"),
     path("runs/<int:run_id>/resume/", catalog_views.run_resume, name="generation-run-resume"),
     path("runs/<int:run_id>/cancel/", catalog_views.run_cancel, name="generation-run-cancel"),

@@ -530,7 +530,7 @@ def test_run_new_generates_and_the_run_list_shows_it_with_its_study(
     assert (run.status, run.total, run.categories) == ("done", 2, ["Colors"])
     html = staff_client.get(reverse("dashboard:run-list")).content.decode()
     row = re.search(rf'<tr data-run="{run.pk}">(.*?)</tr>', html, re.S).group(1)
-    assert '<td class="done">2 / 2</td>' in row and '<td class="failed">0</td>' in row
+    assert '<td class="run-progress">2 / 2</td>' in row and '<td class="run-failures">0</td>' in row
     assert f'href="{reverse("dashboard:study-detail", args=[study.pk])}"' in row
     assert "Resume" not in row and "Cancel" not in row
 
@@ -635,3 +635,20 @@ def test_import_job_pages_are_for_staff(client, django_user_model, pending_job):
     for name in ("sample-import-job", "sample-import-job-progress"):
         response = client.get(reverse(f"dashboard:{name}", args=[pending_job.pk]))
         assert response.status_code == 302 and "/login/" in response.url
+
+
+def test_the_runs_poll_returns_each_run_with_its_figures_and_actions(bare_staff_client, prompt_set):
+    painter = EvaluatedModelFactory(name="painter", backend=SEED_BACKEND)
+    run = GenerationRun.objects.create(
+        evaluated_model=painter, prompt_set=prompt_set, total=3, samples_per_prompt=1, status="running"
+    )
+    SampleFactory(evaluated_model=painter, prompt=prompt_set.prompts.first(), index=0)
+
+    state = bare_staff_client.get(reverse("dashboard:run-list-progress")).json()
+
+    assert state == {
+        "runs": [
+            {"id": run.pk, "status": "running", "done": 1, "total": 3, "failed": 0, "can_resume": False,
+             "can_cancel": True}
+        ]
+    }  # fmt: skip

@@ -142,3 +142,26 @@ def test_the_import_page_follows_a_queued_job_until_its_result(
     page.wait_for_selector("#import-result", timeout=15_000)
     assert "Imported 4 sample(s)" in page.inner_text("#import-result")
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+
+
+def test_the_runs_page_follows_a_running_run_until_it_is_done(browser_context, live_server):
+    from drawbench.generation.services import generation_batch_run, generation_run_create
+
+    prompt_set = PromptSetFactory(slug="live")
+    prompts = [PromptFactory(prompt_set=prompt_set, position=i, text=f"Prompt {i}.") for i in (1, 2)]
+    painter = EvaluatedModelFactory(name="painter", backend="tests.generation.fake_backends.SeedImageBackend")
+    run = generation_run_create(evaluated_model=painter, prompt_set=prompt_set, samples_per_prompt=2)
+    # Running with no tasks queued: the test draws the batches while the page is open.
+    GenerationRun.objects.filter(pk=run.pk).update(status="running", attempt=1)
+    page = browser_context(1366, 768).new_page()
+    page.goto(live_server.url + reverse("dashboard:run-list"))
+    row = f"#runs tr[data-run='{run.pk}']"
+    assert page.inner_text(f"{row} .run-progress") == "0 / 4"
+
+    generation_batch_run(run_id=run.pk, prompt_ids=[prompts[0].pk], attempt=1)
+    page.wait_for_selector(f"{row} .run-progress:text-is('2 / 4')", timeout=20_000)
+    assert page.inner_text(f"{row} .run-status") == "running"
+
+    generation_batch_run(run_id=run.pk, prompt_ids=[prompts[1].pk], attempt=1)
+    page.wait_for_selector(f"{row} .run-status:text-is('done')", timeout=20_000)
+    assert page.inner_text(f"{row} .run-progress") == "4 / 4"

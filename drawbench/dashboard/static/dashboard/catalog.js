@@ -59,3 +59,52 @@ document.addEventListener("submit", function (event) {
   }
   window.setTimeout(poll, 1000);
 })();
+
+// The generation runs page: while any listed run is pending or running, poll the runs' state and redraw their
+// done/total and failures; when a run's status changes (its actions change with it), reload the page.
+(function () {
+  const table = document.querySelector("table[data-runs-url]");
+  if (!table) {
+    return;
+  }
+  const url = table.dataset.runsUrl;
+  const live = ["pending", "running"];
+  function shown(row) {
+    return row.querySelector(".run-status").textContent.trim();
+  }
+  function active() {
+    return Array.prototype.some.call(table.querySelectorAll("tr[data-run]"), function (row) {
+      return live.indexOf(shown(row)) >= 0;
+    });
+  }
+  function draw(state) {
+    let changed = false;
+    state.runs.forEach(function (run) {
+      const row = table.querySelector("tr[data-run='" + run.id + "']");
+      if (!row) {
+        return;
+      }
+      if (shown(row) !== run.status) {
+        changed = true;
+      }
+      row.querySelector(".run-progress").textContent = run.done + " / " + run.total;
+      row.querySelector(".run-failures").textContent = run.failed;
+    });
+    if (changed) {
+      window.location.reload();
+      return;
+    }
+    if (active()) {
+      window.setTimeout(poll, 3000);
+    }
+  }
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
+      .then(draw)
+      .catch(function () { window.setTimeout(poll, 10000); });
+  }
+  if (active()) {
+    window.setTimeout(poll, 3000);
+  }
+})();
