@@ -42,7 +42,7 @@ def analyst(django_user_model):
 
 @pytest.fixture
 def catalog():
-    """A prompt set of three prompts in two categories and two models with 2 samples per prompt."""
+    """A prompt set of three prompts in two categories and two models (imported samples only, none yet)."""
     prompt_set = PromptSetFactory()
     prompts = [
         PromptFactory(prompt_set=prompt_set, position=i + 1, category=category)
@@ -57,7 +57,10 @@ def _create_body(prompt_set, models, **extra) -> dict:
 
 
 def test_researcher_creates_a_study_through_the_service_and_lists_it(researcher, catalog):
-    prompt_set, _, models = catalog
+    prompt_set, prompts, models = catalog
+    for model in models:  # the "Counting" prompt's 2 samples each: enough for 2 per side
+        SampleFactory(evaluated_model=model, prompt=prompts[2], index=0)
+        SampleFactory(evaluated_model=model, prompt=prompts[2], index=1)
     client = _client_for(researcher)
     response = client.post(
         "/api/studies/", _create_body(prompt_set, models, categories=["Counting"], samples_per_side=2), format="json"
@@ -83,6 +86,25 @@ def test_study_create_reports_the_service_errors_by_field(researcher, catalog):
     assert "at least 2 distinct evaluated models" in errors["evaluated_models"][0]
     assert "'Nope' is not a category" in errors["categories"][0]
     assert not Study.objects.exists()
+
+
+def test_study_create_refuses_samples_per_side_an_imported_model_cannot_show(researcher, catalog):
+    prompt_set, prompts, models = catalog
+    for model in models:
+        for prompt in prompts:
+            SampleFactory(evaluated_model=model, prompt=prompt, index=0)
+    client = _client_for(researcher)
+    response = client.post("/api/studies/", _create_body(prompt_set, models, samples_per_side=2), format="json")
+    assert response.status_code == 400
+    errors = response.json()["samples_per_side"]
+    assert len(errors) == 2 and all("fewer than 2 samples for 3 of the 3 prompts" in line for line in errors)
+    assert str(models[0]) in errors[0] + errors[1] and str(models[1]) in errors[0] + errors[1]
+    assert not Study.objects.exists()
+    # One per side is what they have: created.
+    assert (
+        client.post("/api/studies/", _create_body(prompt_set, models, samples_per_side=1), format="json").status_code
+        == 201
+    )
 
 
 def test_open_without_samples_is_a_conflict_that_says_what_is_missing_then_open_and_close(researcher, catalog):

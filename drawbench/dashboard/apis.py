@@ -13,6 +13,7 @@ uses) is a 409 that says why.
 """
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.db.models import Count, QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -38,7 +39,7 @@ from drawbench.generation.services import generation_run_cancel, generation_run_
 from drawbench.studies.models import DisplayFormat, Question, Study
 from drawbench.studies.parsers import StrictJSONParser
 from drawbench.studies.roles import user_can_view_results
-from drawbench.studies.services.studies import study_close, study_create, study_open
+from drawbench.studies.services.studies import study_close, study_create, study_open, study_samples_unsatisfiable
 
 VIEW_STUDY_PERMISSION = "studies.view_study"
 ADD_STUDY_PERMISSION = "studies.add_study"
@@ -218,10 +219,25 @@ class StudyViewSet(ResearcherApiMixin, mixins.ListModelMixin, mixins.RetrieveMod
     def create(self, request: Request) -> Response:
         serializer = StudyCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        # Checked at creation, as the dashboard's form does, rather than first at open: samples per side that a model
+        # with imported samples only could never show.
+        unsatisfiable = study_samples_unsatisfiable(
+            prompt_set=data["prompt_set"],
+            categories=data.get("categories", ()),
+            evaluated_models=list(data["evaluated_models"]),
+            samples_per_side=data.get("samples_per_side", Study._meta.get_field("samples_per_side").default),
+        )
         try:
-            study = study_create(**serializer.validated_data, created_by=request.user)
+            with transaction.atomic():  # a study made despite unsatisfiable samples is rolled back
+                study = study_create(**data, created_by=request.user)
+                if unsatisfiable:
+                    raise DjangoValidationError({"samples_per_side": unsatisfiable})
         except DjangoValidationError as exc:
-            raise ValidationError(_validation_messages(exc)) from exc
+            errors = _validation_messages(exc)
+            if unsatisfiable and isinstance(errors, dict):
+                errors.setdefault("samples_per_side", unsatisfiable)
+            raise ValidationError(errors) from exc
         return Response(
             StudyOutputSerializer(self.get_queryset().get(pk=study.pk)).data, status=status.HTTP_201_CREATED
         )
