@@ -174,9 +174,9 @@ class UNetConfig:
     # format, and the output comes back contiguous. Faster convolutions on CPUs (oneDNN) and tensor cores; the
     # function is the same.
     channels_last: bool = False
-    # With channels_last, run the residual blocks' wide 3×3 convolutions (at least 128 channels in and out, at least
-    # 8×8) as Winograd F(2×2, 3×3) on CPU in fp32: 2.25× fewer multiplies in the forward and both gradients, the same
-    # function (rounding differs by about 1e-6 relative). See imagen_core.winograd. No effect on GPUs or in bf16.
+    # With channels_last, run the residual blocks' wide 3×3 convolutions (at least 128 channels in and out, 8×8 to
+    # 64×64) as Winograd F(2×2, 3×3) on CPU in fp32: 2.25× fewer multiplies in the forward and both gradients, the
+    # same function (rounding differs by about 1e-6 relative). See imagen_core.winograd. No effect on GPUs or in bf16.
     cpu_winograd: bool = False
     # Attention layers without self-attention get one learned null key/value (so a fully masked text still has
     # something to attend to).

@@ -11,7 +11,8 @@ The function is the convolution's: only the rounding differs (relative differenc
 transforms' coefficients are 0, ±1 and ±1/2, so F(2×2, 3×3) is the numerically benign member of the family).
 Used by `WinogradConv2d` when its `winograd` flag is set (the U-Net's `cpu_winograd` option), on CPU fp32 tensors
 in channels-last layout, where it pays: wide layers (the transforms cost per element, the products per element and
-channel). Everything else takes nn.Conv2d's own path.
+channel) at moderate resolution (the transformed tensors must stay in cache). Everything else takes nn.Conv2d's own
+path.
 
 Layout: NHWC throughout (a channels-last [B, C, H, W] tensor is a contiguous [B, H, W, C] one); T = B·(H/2)·(W/2)
 tiles; the 16 transformed positions lead, so that each product is one [T, C_in] × [C_in, C_out] matrix product.
@@ -29,9 +30,13 @@ from torch import Tensor, nn
 _G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _KG = torch.kron(_G, _G)  # [16, 9]: position (ξ, ν) from filter tap (k, l)
 
-# The layers where the transforms' cost stays below the multiplies saved (measured on one AVX-512 core: 168 and 336
-# channels gain, 84 does not).
+# The layers where the transforms' cost stays below the multiplies saved, measured for one training step's forward and
+# backward at batch 2 on one AVX-512 core (fp32, channels-last; Winograd ÷ direct time): 168 channels at 32×32 0.81,
+# 336 at 16×16 0.85, 256 at 64×64 0.82, 512 at 32×32 0.62, 1024 at 16×16 0.77; 84 at 64×64 0.94 (left out);
+# 128 at 128×128 1.6: above 64×64 the transformed tensors outgrow the caches and the memory passes cost more than
+# the multiplies saved.
 MIN_CHANNELS = 128
+MAX_PIXELS = 64 * 64
 # Below 8×8 there are too few tiles for the matrix products to run efficiently.
 MIN_SIZE = 8
 
@@ -53,56 +58,57 @@ def _filter_transform_grad(du_t: Tensor, like: Tensor) -> Tensor:
 
 
 def _input_transform(x: Tensor) -> Tensor:
-    """NHWC x [B, H, W, C] -> V [16, T, C]: Bᵀ d B of every 4×4 patch d (stride 2, zero padding 1)."""
+    """NHWC x [B, H, W, C] -> V [16, T, C]: Bᵀ d B of every 4×4 patch d (stride 2, zero padding 1).
+
+    Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] on the patch rows (patch row i of tile t is padded
+    row 2t + i), then the same on the columns; each step is four whole-tensor operations.
+    """
     b, h, w, c = x.shape
     th, tw = h // 2, w // 2
     xp = F.pad(x, (0, 0, 1, 1, 1, 1))  # [B, H+2, W+2, C]
-    # Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] on the patch rows (patch row i of tile t is
-    # padded row 2t + i), then the same on the columns.
     r0, r1, r2, r3 = (xp[:, i : i + 2 * th : 2] for i in range(4))  # [B, th, W+2, C] each
-    rows = (r0 - r2, r1 + r2, r2 - r1, r1 - r3)
+    rows = x.new_empty(4, b, th, w + 2, c)
+    torch.sub(r0, r2, out=rows[0])
+    torch.add(r1, r2, out=rows[1])
+    torch.sub(r2, r1, out=rows[2])
+    torch.sub(r1, r3, out=rows[3])
+    c0, c1, c2, c3 = (rows[:, :, :, j : j + 2 * tw : 2] for j in range(4))  # [4, B, th, tw, C] each
     v = x.new_empty(4, 4, b, th, tw, c)
-    for k, r in enumerate(rows):
-        c0, c1, c2, c3 = (r[:, :, j : j + 2 * tw : 2] for j in range(4))
-        torch.sub(c0, c2, out=v[k, 0])
-        torch.add(c1, c2, out=v[k, 1])
-        torch.sub(c2, c1, out=v[k, 2])
-        torch.sub(c1, c3, out=v[k, 3])
+    torch.sub(c0, c2, out=v[:, 0])
+    torch.add(c1, c2, out=v[:, 1])
+    torch.sub(c2, c1, out=v[:, 2])
+    torch.sub(c1, c3, out=v[:, 3])
     return v.view(16, b * th * tw, c)
 
 
-def _input_transform_grad(dv: Tensor, b: int, h: int, w: int) -> Tensor:
-    """The transpose of _input_transform: dV [16, T, C] -> dx [B, H, W, C] (NHWC, contiguous).
+def _spread(g0: Tensor, g1: Tensor, g2: Tensor, g3: Tensor, out: Tensor, dim: int) -> None:
+    """out = the transpose of one step of _input_transform along `dim` (tiles there; `out` holds the unpadded rows).
 
-    Each patch row i of tile t lands on (unpadded) row 2t + i - 1: rows 2t come from i = 1 of tile t and i = 3 of tile
-    t - 1; rows 2t + 1 from i = 2 of tile t and i = 0 of tile t + 1. The same holds for columns.
+    With p = B g (p0 = g0, p1 = g1 - g2 + g3, p2 = g1 + g2 - g0, p3 = -g3), patch row i of tile t lands on unpadded
+    row 2t + i - 1: row 2t gets p1[t] + p3[t-1], row 2t + 1 gets p2[t] + p0[t+1]; rows -1 and H are the padding.
     """
+
+    def at(start: int, stop: int | None = None, step: int = 1) -> tuple[slice, ...]:
+        return (slice(None),) * dim + (slice(start, stop, step),)
+
+    even, odd = out[at(0, None, 2)], out[at(1, None, 2)]
+    torch.sub(g1, g2, out=even)
+    even.add_(g3)
+    even[at(1)].sub_(g3[at(0, -1)])
+    torch.add(g1, g2, out=odd)
+    odd.sub_(g0)
+    odd[at(0, -1)].add_(g0[at(1)])
+
+
+def _input_transform_grad(dv: Tensor, b: int, h: int, w: int) -> Tensor:
+    """The transpose of _input_transform: dV [16, T, C] -> dx [B, H, W, C] (NHWC, contiguous)."""
     c = dv.shape[-1]
     th, tw = h // 2, w // 2
     dv = dv.view(4, 4, b, th, tw, c)
-
-    def spread(p0: Tensor, p1: Tensor, p2: Tensor, p3: Tensor, out: Tensor, dim: int) -> None:
-        # Place the patch rows p_i (tile t along `dim`) on `out`'s rows: 2t <- p1[t] + p3[t-1], 2t+1 <- p2[t] + p0[t+1].
-        def rows(start: int, stop: int | None = None, step: int = 1) -> tuple[slice, ...]:
-            return (slice(None),) * dim + (slice(start, stop, step),)
-
-        even, odd = out[rows(0, None, 2)], out[rows(1, None, 2)]
-        even.copy_(p1)
-        even[rows(1)].add_(p3[rows(0, -1)])
-        odd.copy_(p2)
-        odd[rows(0, -1)].add_(p0[rows(1)])
-
-    def patch(g0: Tensor, g1: Tensor, g2: Tensor, g3: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        # B = (Bᵀ)ᵀ applied to the four transformed rows: p_i = Σ_ξ Bᵀ[ξ, i] g_ξ.
-        return g0, g1 - g2 + g3, g1 + g2 - g0, -g3
-
-    cols = []
-    for k in range(4):
-        row = dv.new_empty(b, th, w, c)
-        spread(*patch(dv[k, 0], dv[k, 1], dv[k, 2], dv[k, 3]), row, dim=2)
-        cols.append(row)
+    rows = dv.new_empty(4, b, th, w, c)
+    _spread(dv[:, 0], dv[:, 1], dv[:, 2], dv[:, 3], rows, dim=3)  # the columns of all four row groups at once
     dx = dv.new_empty(b, h, w, c)
-    spread(*patch(*cols), dx, dim=1)
+    _spread(rows[0], rows[1], rows[2], rows[3], dx, dim=1)
     return dx
 
 
@@ -111,11 +117,17 @@ def _output_transform(m: Tensor, b: int, h: int, w: int) -> Tensor:
     o = m.shape[-1]
     th, tw = h // 2, w // 2
     m = m.view(4, 4, b, th, tw, o)
-    s = (m[0] + m[1] + m[2], m[1] - m[2] - m[3])  # rows p = 0, 1: [4 (ν), b, th, tw, o]
+    s = m.new_empty(2, 4, b, th, tw, o)  # the tiles' output rows p = 0, 1, still transformed along the columns
+    torch.add(m[0], m[1], out=s[0])
+    s[0].add_(m[2])
+    torch.sub(m[1], m[2], out=s[1])
+    s[1].sub_(m[3])
+    s0, s1, s2, s3 = s.permute(1, 2, 3, 0, 4, 5).unbind(0)  # [B, th, 2 (p), tw, O] each
     y = m.new_empty(b, th, 2, tw, 2, o)
-    for p, sp in enumerate(s):
-        torch.add(sp[0] + sp[1], sp[2], out=y[:, :, p, :, 0])
-        torch.sub(sp[1] - sp[2], sp[3], out=y[:, :, p, :, 1])
+    torch.add(s0, s1, out=y[:, :, :, :, 0])
+    y[:, :, :, :, 0].add_(s2)
+    torch.sub(s1, s2, out=y[:, :, :, :, 1])
+    y[:, :, :, :, 1].sub_(s3)
     return y.view(b, h, w, o)
 
 
@@ -124,15 +136,18 @@ def _output_transform_grad(g: Tensor) -> Tensor:
     b, h, w, o = g.shape
     th, tw = h // 2, w // 2
     gt = g.view(b, th, 2, tw, 2, o)
-    g0, g1 = gt[:, :, 0], gt[:, :, 1]  # [b, th, tw, 2, o]: the tiles' output rows
-    rows = (g0, g0 + g1, g0 - g1, g1.neg())  # Σ_p Aᵀ[p, ξ] g_p
+    g0, g1 = gt[:, :, 0], gt[:, :, 1]  # [B, th, tw, 2 (q), O]: the tiles' output rows
+    rows = g.new_empty(4, b, th, tw, 2, o)  # Σ_p Aᵀ[p, ξ] g_p
+    rows[0].copy_(g0)
+    torch.add(g0, g1, out=rows[1])
+    torch.sub(g0, g1, out=rows[2])
+    torch.neg(g1, out=rows[3])
+    q0, q1 = rows[:, :, :, :, 0], rows[:, :, :, :, 1]  # [4, B, th, tw, O]
     dm = g.new_empty(4, 4, b, th, tw, o)
-    for k, r in enumerate(rows):
-        q0, q1 = r[:, :, :, 0], r[:, :, :, 1]
-        dm[k, 0].copy_(q0)
-        torch.add(q0, q1, out=dm[k, 1])
-        torch.sub(q0, q1, out=dm[k, 2])
-        torch.neg(q1, out=dm[k, 3])
+    dm[:, 0].copy_(q0)
+    torch.add(q0, q1, out=dm[:, 1])
+    torch.sub(q0, q1, out=dm[:, 2])
+    torch.neg(q1, out=dm[:, 3])
     return dm.view(16, b * th * tw, o)
 
 
@@ -177,8 +192,8 @@ def winograd_conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 class WinogradConv2d(nn.Conv2d):
     """nn.Conv2d (same parameters and state dict) that runs as Winograd F(2×2, 3×3) when `winograd` is set and the
     call qualifies: a 3×3, stride-1, padding-1, ungrouped layer at least MIN_CHANNELS wide on both sides, fp32 CPU
-    tensors in channels-last layout with even H and W of at least MIN_SIZE, autocast off. Otherwise nn.Conv2d's
-    forward."""
+    tensors in channels-last layout with even H and W of at least MIN_SIZE and at most MAX_PIXELS pixels, autocast
+    off. Otherwise nn.Conv2d's forward."""
 
     winograd: bool = False
 
@@ -199,6 +214,7 @@ class WinogradConv2d(nn.Conv2d):
             and x.shape[2] % 2 == 0
             and x.shape[3] % 2 == 0
             and min(x.shape[2], x.shape[3]) >= MIN_SIZE
+            and x.shape[2] * x.shape[3] <= MAX_PIXELS
             and x.is_contiguous(memory_format=torch.channels_last)
             and not torch.is_autocast_enabled("cpu")
         )

@@ -78,6 +78,8 @@ def test_the_layer_runs_winograd_only_where_it_qualifies():
     assert not _ran_winograd(wide, x.contiguous())  # NCHW activations
     assert not _ran_winograd(wide, torch.randn(1, 128, 9, 8).contiguous(memory_format=CL))  # odd height
     assert not _ran_winograd(wide, torch.randn(1, 128, 6, 6).contiguous(memory_format=CL))  # too few tiles
+    assert not _ran_winograd(wide, torch.randn(1, 128, 66, 64).contiguous(memory_format=CL))  # too large
+    assert _ran_winograd(wide, torch.randn(1, 128, 64, 64).contiguous(memory_format=CL))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not _ran_winograd(wide, x)
     narrow = WinogradConv2d(64, 128, 3, padding=1).to(memory_format=CL)
