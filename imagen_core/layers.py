@@ -120,7 +120,24 @@ class Upsample(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "nearest_conv":
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        elif self.mode == "pixel_shuffle" and x.is_contiguous(memory_format=torch.channels_last):
+            return self._pixel_shuffle_channels_last(x)
         return self.conv(x)
+
+    def _pixel_shuffle_channels_last(self, x: Tensor) -> Tensor:
+        """conv then PixelShuffle(2), for channels-last x: the same values, computed with the 1×1 conv's output channels
+        reordered from (c, i, j) to (i, j, c) so that the shuffle moves whole channel vectors (PixelShuffle's own
+        channels-last kernel and its backward gather single floats; about a fifth of the block's time at 128×128)."""
+        conv = self.conv[0]
+        c4, c_in = conv.weight.shape[:2]
+        c = c4 // 4
+        weight = conv.weight.view(c, 4, c_in, 1, 1).transpose(0, 1).reshape(c4, c_in, 1, 1)
+        bias = conv.bias.view(c, 4).t().reshape(c4)
+        h = F.conv2d(x, weight, bias)
+        b, _, height, width = h.shape
+        # [B, H, W, (i, j, c)] -> [B, H, i, W, j, c] = [B, 2H, 2W, C] channels-last
+        out = h.permute(0, 2, 3, 1).reshape(b, height, width, 2, 2, c).permute(0, 1, 3, 2, 4, 5)
+        return out.reshape(b, 2 * height, 2 * width, c).permute(0, 3, 1, 2)
 
 
 class ResBlock(nn.Module):
