@@ -1,8 +1,6 @@
 """The researcher API (/api/studies/, models/, prompt-sets/, generation-runs/), its docs page and its JSON errors."""
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -15,6 +13,7 @@ from drawbench.generation.models import GenerationRun
 from drawbench.studies.models import Study
 from drawbench.studies.roles import ANALYST_GROUP, RESEARCHER_GROUP
 from drawbench.studies.services.studies import study_create
+from tests.browser_support import chromium
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, SampleFactory
 
 pytestmark = pytest.mark.django_db
@@ -226,25 +225,13 @@ def test_docs_page_loads_swagger_ui_from_our_own_static_files_under_the_csp():
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_swagger_ui_renders_the_api_in_chromium_with_nothing_refused_by_the_csp(live_server, monkeypatch):
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        if os.environ.get("DRAWBENCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{chromium} is missing and DRAWBENCH_REQUIRE_SERVICES=1")
-        pytest.skip(f"{chromium} is missing")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            console: list[str] = []
-            page.on("console", lambda message: console.append(message.text))
-            page.goto(f"{live_server.url}/api/docs/")
-            page.wait_for_selector("text=/api/studies/{study_id}/open/", timeout=15_000)
-            assert page.locator(".opblock").count() >= 10
-        finally:
-            browser.close()
+    with chromium(monkeypatch) as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(f"{live_server.url}/api/docs/")
+        page.wait_for_selector("text=/api/studies/{study_id}/open/", timeout=15_000)
+        assert page.locator(".opblock").count() >= 10
     assert [line for line in console if "Security Policy" in line] == []
 
 

@@ -5,50 +5,29 @@ Needs Debian's chromium at /usr/bin/chromium (installed by .ci/run); skipped wit
 DRAWBENCH_REQUIRE_SERVICES=1.
 """
 
-import os
-from pathlib import Path
-
 import pytest
-from django.db import connections
-from django.test import Client
 from django.urls import reverse
 
+from tests.browser_support import chromium, session_cookie
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, StudyFactory
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def browser_page(monkeypatch, live_server, django_user_model, settings):
-    if not CHROMIUM.exists():
-        if os.environ.get("DRAWBENCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and DRAWBENCH_REQUIRE_SERVICES=1")
-        pytest.skip(f"{CHROMIUM} is missing")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
     user = django_user_model.objects.create_superuser(username="csp", password="pw-csp-12345", email="csp@x.org")
-    client = Client()
-    client.force_login(user)
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1366, "height": 768})
-            context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
-            page = context.new_page()
-            page.refused = []
-            page.on(
-                "console",
-                lambda message: page.refused.append(message.text) if "Security Policy" in message.text else None,
-            )
-            yield page
-        finally:
-            browser.close()
-            connections.close_all()
+    cookie = session_cookie(user, settings, live_server.url)
+    with chromium(monkeypatch) as browser:
+        context = browser.new_context(viewport={"width": 1366, "height": 768})
+        context.add_cookies([cookie])
+        page = context.new_page()
+        page.refused = []
+        page.on(
+            "console",
+            lambda message: page.refused.append(message.text) if "Security Policy" in message.text else None,
+        )
+        yield page
 
 
 def test_staff_pages_load_under_their_csp_with_nothing_refused_and_their_scripts_running(browser_page, live_server):

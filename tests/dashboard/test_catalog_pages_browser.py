@@ -6,23 +6,18 @@ screenshots in tests/artifacts/. The import page's own script polls a queued job
 """
 
 import io
-import os
 import zipfile
-from pathlib import Path
 
 import pytest
-from django.db import connections
-from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
 from drawbench.catalog.models import Sample
 from drawbench.dashboard.models import SampleImportJob
 from drawbench.generation.models import GenerationRun
+from tests.browser_support import AXE, axe_serious, chromium, require, session_cookie
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 PAGES = ["model-list", "model-new", "prompt-set-list", "prompt-set-upload", "sample-import", "run-list", "run-new"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -30,30 +25,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 
 @pytest.fixture
 def browser_context(monkeypatch, live_server, staff_user, settings, tmp_path):
-    if not CHROMIUM.exists():
-        if os.environ.get("DRAWBENCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and DRAWBENCH_REQUIRE_SERVICES=1")
-        pytest.skip(f"{CHROMIUM} is missing")
     settings.MEDIA_ROOT = tmp_path / "media"
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
+    cookie = session_cookie(staff_user, settings, live_server.url)
+    with chromium(monkeypatch) as browser:
 
-    client = Client()
-    client.force_login(staff_user)
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
+        def make(width: int, height: int, bypass_csp: bool = False):
+            context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=bypass_csp)
+            context.add_cookies([cookie])
+            return context
 
-            def make(width: int, height: int, bypass_csp: bool = False):
-                context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=bypass_csp)
-                context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
-                return context
-
-            yield make
-        finally:
-            browser.close()
-            connections.close_all()
+        yield make
 
 
 def _png(color) -> bytes:
@@ -168,9 +149,7 @@ def test_the_runs_page_follows_a_running_run_until_it_is_done(browser_context, l
 
 
 def test_catalog_pages_have_no_serious_axe_violation(browser_context, live_server):
-    from tests.dashboard.test_study_pages_browser import AXE, _axe_serious, _require
-
-    _require(AXE)
+    require(AXE)
     prompt_set = PromptSetFactory(slug="axe")
     PromptFactory(prompt_set=prompt_set, position=1, category="Colors")
     model = EvaluatedModelFactory(name="painter", backend="tests.generation.fake_backends.SeedImageBackend")
@@ -186,4 +165,4 @@ def test_catalog_pages_have_no_serious_axe_violation(browser_context, live_serve
     urls.append(reverse("dashboard:sample-import-job", args=[job.pk]))
     for url in urls:
         page.goto(live_server.url + url)
-        assert _axe_serious(page) == [], url
+        assert axe_serious(page) == [], url

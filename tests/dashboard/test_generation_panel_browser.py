@@ -5,20 +5,14 @@ Needs Debian's chromium at /usr/bin/chromium (installed by .ci/run); skipped wit
 DRAWBENCH_REQUIRE_SERVICES=1. Leaves a screenshot in tests/artifacts/.
 """
 
-import os
-from pathlib import Path
-
 import pytest
-from django.db import connections
-from django.test import Client
 from django.urls import reverse
 
 from drawbench.generation.models import GenerationRun
 from drawbench.generation.services import generation_batch_run, generation_run_create
+from tests.browser_support import chromium, session_cookie
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, StudyFactory
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 SEED = "tests.generation.fake_backends.SeedImageBackend"
 # The page polls every 3 s; a wait for its next redraw fails the test only after this long.
 REDRAW_TIMEOUT_MS = 30_000
@@ -28,31 +22,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 
 @pytest.fixture
 def page(monkeypatch, live_server, staff_user, settings, tmp_path):
-    if not CHROMIUM.exists():
-        if os.environ.get("DRAWBENCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and DRAWBENCH_REQUIRE_SERVICES=1")
-        pytest.skip(f"{CHROMIUM} is missing")
     settings.MEDIA_ROOT = tmp_path / "media"
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    client = Client()
-    client.force_login(staff_user)
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            # wait_for_function evaluates a string in the page, which the page's CSP (no eval) forbids; the page's
-            # own script runs by its nonce (tests/test_web_security.py checks every page's scripts carry it).
-            context = browser.new_context(viewport={"width": 1366, "height": 768}, bypass_csp=True)
-            context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
-            yield context.new_page()
-        finally:
-            browser.close()
-            # Inside Playwright's event loop Django keeps the test's connection per context: close it, or it outlives
-            # the test and blocks dropping the test database.
-            connections.close_all()
+    cookie = session_cookie(staff_user, settings, live_server.url)
+    with chromium(monkeypatch) as browser:
+        # wait_for_function evaluates a string in the page, which the page's CSP (no eval) forbids; the page's own
+        # script runs by its nonce (tests/test_web_security.py checks every page's scripts carry it).
+        context = browser.new_context(viewport={"width": 1366, "height": 768}, bypass_csp=True)
+        context.add_cookies([cookie])
+        yield context.new_page()
 
 
 def test_the_runs_table_follows_a_run_live_and_its_resume_button_works(page, live_server, artifacts_dir):

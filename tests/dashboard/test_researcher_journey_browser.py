@@ -17,8 +17,8 @@ import pytest
 from django.urls import reverse
 
 from drawbench.studies.models import Judgment, Rater, Study
+from tests.browser_support import AXE, axe_serious, fits, require
 from tests.dashboard import test_study_pages_browser as study_pages
-from tests.dashboard.test_study_pages_browser import AXE, _axe_serious, _fits, _require
 
 # The study pages' fixtures: a Chromium, and logged-in pages at a viewport.
 browser = study_pages.browser
@@ -42,9 +42,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 
 def _checked(page, name: str, artifacts_dir) -> None:
     """The page fits its window and passes axe; a screenshot for people."""
-    _fits(page)
+    fits(page)
     page.screenshot(path=str(artifacts_dir / f"journey_{name}.png"), full_page=True)
-    assert _axe_serious(page) == [], name
+    assert axe_serious(page) == [], name
 
 
 def _submit(page, selector: str = "main form[method=post] button[type=submit]") -> None:
@@ -58,7 +58,7 @@ def _rate_everything(browser, live_server, link: str, viewport: dict, pid: str, 
     context = browser.new_context(viewport=viewport, has_touch=viewport is PHONE, bypass_csp=True)
     page = context.new_page()
     page.goto(f"{link}?PROLIFIC_PID={pid}&STUDY_ID=journey-study&SESSION_ID=session-{pid}")
-    _fits(page)
+    fits(page)
     _submit(page, "button.primary")
     answered = 0
     while page.locator("#rating-form").count():
@@ -80,7 +80,7 @@ def _rate_everything(browser, live_server, link: str, viewport: dict, pid: str, 
 
 
 def test_a_researcher_runs_a_study_from_the_pages_alone(browser, new_page, live_server, tmp_path, artifacts_dir):
-    _require(AXE)
+    require(AXE)
     page = new_page(LAPTOP["width"], LAPTOP["height"], bypass_csp=True)
     url = live_server.url
 

@@ -8,18 +8,15 @@ Needs Debian's chromium at /usr/bin/chromium and axe-core in .ci/node_modules (b
 without them unless DRAWBENCH_REQUIRE_SERVICES=1. Screenshots go to tests/artifacts/.
 """
 
-import os
 import random
-from pathlib import Path
 
 import pytest
-from django.db import connections
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from drawbench.studies.models import Study
 from drawbench.studies.services.studies import study_create, study_open
+from tests.browser_support import AXE, axe_serious, chromium, fits, require, session_cookie
 from tests.factories import (
     AssignmentFactory,
     EvaluatedModelFactory,
@@ -30,78 +27,33 @@ from tests.factories import (
     SampleFactory,
 )
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-AXE = ROOT / ".ci" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-SERIOUS = ("serious", "critical")
-# What sticks out past the window's right edge (for the message of a failed fit).
-WIDEST = """() => Array.from(document.querySelectorAll("body *"))
-    .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
-    .map(e => `${e.tagName.toLowerCase()}#${e.id}.${e.className}: ${Math.round(e.getBoundingClientRect().right)} px`)
-    .slice(0, 8)"""
 # The page polls every 3 s; a wait for its next redraw fails the test only after this long.
 REDRAW_TIMEOUT_MS = 30_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def _require(path: Path) -> None:
-    if not path.exists():
-        if os.environ.get("DRAWBENCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{path} is missing and DRAWBENCH_REQUIRE_SERVICES=1")
-        pytest.skip(f"{path} is missing")
-
-
 @pytest.fixture
 def browser(monkeypatch, settings, tmp_path):
-    _require(CHROMIUM)
     settings.MEDIA_ROOT = tmp_path / "media"
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-            # Inside Playwright's event loop Django keeps the test's connection per context: close it, or it outlives
-            # the test and blocks dropping the test database.
-            connections.close_all()
+    with chromium(monkeypatch) as browser:
+        yield browser
 
 
 @pytest.fixture
 def new_page(browser, live_server, staff_user, settings):
     """A logged-in page at a viewport; refused: what the CSP blocked (reported on the console)."""
-    client = Client()
-    client.force_login(staff_user)
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    cookie = session_cookie(staff_user, settings, live_server.url)
 
     def make(width: int, height: int = 800, **options):
         context = browser.new_context(viewport={"width": width, "height": height}, **options)
-        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
+        context.add_cookies([cookie])
         page = context.new_page()
         page.refused = []
         page.on("console", lambda m: page.refused.append(m.text) if "Content Security Policy" in m.text else None)
         return page
 
     return make
-
-
-def _axe_serious(page) -> list[str]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} · {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in SERIOUS
-    ]
-
-
-def _fits(page) -> None:
-    width, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert width <= inner, f"{page.url} is {width} px wide in a {inner} px window: {page.evaluate(WIDEST)}"
 
 
 @pytest.fixture
@@ -147,7 +99,7 @@ def studies(db):
 
 @pytest.mark.parametrize("width", [390, 1366])
 def test_the_study_pages_fit_and_pass_axe(new_page, live_server, studies, artifacts_dir, width):
-    _require(AXE)
+    require(AXE)
     study = studies["study"]
     pages = {
         "study_new": reverse("dashboard:study-new"),
@@ -162,15 +114,15 @@ def test_the_study_pages_fit_and_pass_axe(new_page, live_server, studies, artifa
         if name == "study_new":
             page.select_option("#id_prompt_set", str(studies["mini"].pk))
             page.locator("#rater-operations summary").click()  # measured and checked unfolded too
-        _fits(page)
+        fits(page)
         page.screenshot(path=str(artifacts_dir / f"dashboard_{name}_{width}.png"), full_page=True)
-        assert _axe_serious(page) == [], name
+        assert axe_serious(page) == [], name
 
 
 def test_the_results_tables_scroll_inside_their_cards_at_1280_px(new_page, live_server, studies, artifacts_dir):
     page = new_page(1280)
     page.goto(live_server.url + reverse("results:study-results", args=[studies["study"].pk]))
-    _fits(page)
+    fits(page)
     # Every table sits in a scrolling wrapper no wider than its card.
     overflowing = page.evaluate(
         """() => Array.from(document.querySelectorAll('table')).filter(table => {
@@ -283,7 +235,7 @@ def test_the_live_page_follows_new_judgments(new_page, live_server, studies):
 def test_log_out_from_the_header(new_page, live_server, studies):
     page = new_page(390)
     page.goto(live_server.url + reverse("dashboard:study-list"))
-    _fits(page)
+    fits(page)
     with page.expect_navigation():
         page.get_by_role("button", name="Log out").click()
     page.goto(live_server.url + reverse("dashboard:study-list"))

@@ -4,25 +4,13 @@ Needs Debian's chromium at /usr/bin/chromium (installed by .ci/run); skipped wit
 DRAWBENCH_REQUIRE_SERVICES=1. Leaves screenshots at 1366×768 in tests/artifacts/.
 """
 
-import os
-from pathlib import Path
-
 import pytest
-from django.db import connections
 from django.urls import reverse
 
 from drawbench.studies.models import Assignment, Judgment
 from drawbench.studies.selectors import assignment_pending_for_rater
+from tests.browser_support import chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LAPTOP = {"width": 1366, "height": 768}
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -30,24 +18,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 
 @pytest.fixture
 def browser_page(monkeypatch):
-    if not CHROMIUM.exists():
-        if os.environ.get("DRAWBENCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and DRAWBENCH_REQUIRE_SERVICES=1")
-        pytest.skip(f"{CHROMIUM} is missing")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=LAPTOP)
-            yield page
-        finally:
-            browser.close()
-            # Inside Playwright's event loop Django keeps the test's database connection per context, not per thread:
-            # close it here, or it outlives the test and blocks dropping the test database.
-            connections.close_all()
+    with chromium(monkeypatch) as browser:
+        yield browser.new_page(viewport=LAPTOP)
 
 
 def _wait_for_focus(page, selector: str) -> None:

@@ -5,46 +5,22 @@ Needs Debian's chromium at /usr/bin/chromium and axe-core in .ci/node_modules (b
 without them unless DRAWBENCH_REQUIRE_SERVICES=1. Screenshots go to tests/artifacts/.
 """
 
-import os
-from pathlib import Path
-
 import pytest
-from django.db import connections
 from django.urls import reverse
 
 from drawbench.studies.models import Judgment
+from tests.browser_support import AXE, axe_serious, chromium, require
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-AXE = ROOT / ".ci" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1366, "height": 768}
-SERIOUS = ("serious", "critical")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def _require(path: Path) -> None:
-    if not path.exists():
-        if os.environ.get("DRAWBENCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{path} is missing and DRAWBENCH_REQUIRE_SERVICES=1")
-        pytest.skip(f"{path} is missing")
-
-
 @pytest.fixture
 def browser(monkeypatch):
-    _require(CHROMIUM)
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-            connections.close_all()
+    with chromium(monkeypatch) as browser:
+        yield browser
 
 
 def _new_page(browser, viewport: dict, **options):
@@ -64,16 +40,6 @@ def _start(page, live_server, study) -> None:
     )
 
 
-def _axe_serious(page) -> list[str]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} · {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in SERIOUS
-    ]
-
-
 @pytest.mark.parametrize("width", [360, 1920])
 def test_the_rating_page_never_scrolls_sideways_from_360_to_1920_px(live_server, browser, make_study, width):
     study = make_study(n_prompts=1)
@@ -86,14 +52,14 @@ def test_the_rating_page_never_scrolls_sideways_from_360_to_1920_px(live_server,
 
 @pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["390px", "1366px"])
 def test_rating_and_entry_pages_fit_the_width_and_pass_axe(live_server, browser, make_study, viewport, artifacts_dir):
-    _require(AXE)
+    require(AXE)
     study = make_study(n_prompts=2, consent_text="We record your answers.")
     page = _new_page(browser, viewport, bypass_csp=True, has_touch=viewport is PHONE)
     width = viewport["width"]
 
     page.goto(live_server.url + reverse("rater:study-entry", args=[study.rater_token]))
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the entry page scrolls sideways"
-    assert _axe_serious(page) == []
+    assert axe_serious(page) == []
     page.check("input[name=consent]")
     with page.expect_navigation():
         page.click("button.primary")
@@ -104,7 +70,7 @@ def test_rating_and_entry_pages_fit_the_width_and_pass_axe(live_server, browser,
         left, right = page.locator(".set").nth(0).bounding_box(), page.locator(".set").nth(1).bounding_box()
         assert right["y"] >= left["y"] + left["height"], "the sets stack on a phone"
     page.screenshot(path=str(artifacts_dir / f"rater_rating_{width}.png"), full_page=True)
-    assert _axe_serious(page) == []
+    assert axe_serious(page) == []
 
     if viewport is PHONE:
         page.locator(".thumb").nth(9).tap()
