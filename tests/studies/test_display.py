@@ -217,9 +217,12 @@ def test_a_classifier_on_everything_but_the_pixels_cannot_tell_the_model_or_a_go
     )
 
     print(f"which model: {model_accuracy:.3f} of {len(side_models)}; is gold: {gold_accuracy:.3f} of {len(chosen)}")
+    # A leak is accuracy above chance. Cross-validated accuracy over grouped items varies more than a binomial count
+    # (over 22 runs at chance, which-model read 0.44-0.54 at n ≈ 670: about 1.7× the binomial SD), so the interval
+    # is taken on half the n; below chance is that spread, not a tell (a two-sided check failed about one run in 20).
     for accuracy, n in ((model_accuracy, len(side_models)), (gold_accuracy, len(chosen))):
-        low, high = wilson(accuracy, n)
-        assert accuracy <= 0.6 and low <= 0.5 <= high, (accuracy, n, low, high)
+        low, _ = wilson(accuracy, n // 2)
+        assert accuracy <= 0.6 and low <= 0.5, (accuracy, n, low)
 
 
 def test_the_classifier_finds_a_leak_when_there_is_one():
