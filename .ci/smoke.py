@@ -122,6 +122,15 @@ def main(base: str, username: str, password: str) -> None:
     if "max-age" not in response.headers.get("Cache-Control", ""):
         fail("static file without a Cache-Control max-age (whitenoise)")
 
+    # The catalog pages, each with its static files (the manifest storage refuses a file it did not collect).
+    for path in ("/dashboard/models/", "/dashboard/prompt-sets/", "/dashboard/samples/import/", "/dashboard/runs/"):
+        response, page = staff.request("GET", path)
+        report(f"catalog {path.split('/')[2]}", response, page, type_prefix="text/html")
+        for asset in re.findall(rb'(?:href|src)="(/static/[^"]+\.(?:css|js))"', page):
+            response, content = staff.request("GET", asset.decode())
+            if response.status != 200:
+                fail(f"{path} links {asset.decode()}, which answers {response.status}")
+
     response, form_page = staff.request("GET", "/dashboard/studies/new/")
     report("new study form", response, form_page, type_prefix="text/html")
     prompt_set = re.search(rb'<option value="(\d+)"', form_page)
