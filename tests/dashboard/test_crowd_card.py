@@ -4,14 +4,16 @@ researchers only (the files carry platform ids), links to each platform's approv
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from drawbench.studies.crowd import DEFAULT_ITEM_SECONDS
 from drawbench.studies.models import Study
-from tests.factories import StudyFactory
+from tests.factories import AssignmentFactory, ComparisonFactory, RaterFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +69,21 @@ def test_only_researchers_get_the_platform_files(staff_user, django_user_model, 
         "decision",
     ]
     assert f"{reverse('api-study-approvals', args=[study.pk])}?platform=mturk&amp;format=csv" in body
+
+
+def test_once_a_pilot_answered_20_items_their_median_server_time_sets_the_minutes(staff_user):
+    # 21 answered items: 20 took 30 s on the server's clock, one 2 hours (a rater who left the tab open): the median,
+    # not the mean, sets a rater's session, so a stray outlier cannot inflate the pay estimate.
+    study = StudyFactory(ratings_per_comparison=5, max_comparisons_per_rater=10)
+    rater = RaterFactory(study=study)
+    shown = timezone.now() - timedelta(hours=3)
+    for index in range(21):
+        took = timedelta(hours=2) if index == 0 else timedelta(seconds=30)
+        AssignmentFactory(
+            comparison=ComparisonFactory(study=study), rater=rater, shown_at=shown, completed_at=shown + took
+        )
+    Study.objects.filter(pk=study.pk).update(n_comparisons=40)  # as the fixture's study: 20 raters needed
+    body = _page(staff_user, study, hourly_pay="12").content.decode()
+    assert "the median of 21 answered items" in body
+    assert "10 items</strong> × 30.0 s" in body and "5.0 minutes" in body
+    assert "1.00 per rater, 20.00 in all" in body
