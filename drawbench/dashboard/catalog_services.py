@@ -420,17 +420,58 @@ def _storage_copy(name: str, destination: Path) -> Path:
     return destination
 
 
+# The first key of the session-level advisory lock a worker holds on PostgreSQL while it runs an import job (the
+# second is the job's id): "dIMP".
+IMPORT_LOCK_CLASS = 0x64494D50
+
+
+@contextlib.contextmanager
+def _job_runner_lock(job_id: int):
+    """Whether this worker may run the job: on PostgreSQL, a session-level advisory lock on it, held for the whole
+    run and released when the run ends or its connection dies with its worker. So a job still marked running whose
+    lock is free was abandoned by a dead worker; one whose lock is held is being run. Elsewhere (SQLite: the demo's
+    one embedded worker) there is no other worker to race."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [IMPORT_LOCK_CLASS, job_id])
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [IMPORT_LOCK_CLASS, job_id])
+
+
 def sample_import_job_execute(*, job_id: int) -> SampleImportJob:
-    """Run a pending job: its upload through ``samples_import_upload``, all or nothing. A job that is not pending
-    (a task delivered twice) is left alone. The upload is deleted from storage whatever the outcome."""
+    """Run a pending job: its upload through ``samples_import_upload``, all or nothing. The upload is deleted from
+    storage whatever the outcome.
+
+    A task delivered twice never runs a job twice: a finished job is left alone, and so is a running one whose worker
+    is alive (it holds the job's lock, see _job_runner_lock). A running job whose worker died (acks_late hands its
+    message to another worker) is taken over and run from the start: the dead run's import was one transaction,
+    rolled back with its connection, and its upload is still in storage."""
+    with _job_runner_lock(job_id) as may_run:
+        if not may_run:
+            return SampleImportJob.objects.filter(pk=job_id).first()
+        return _sample_import_job_run(job_id=job_id)
+
+
+def _sample_import_job_run(*, job_id: int) -> SampleImportJob:
     with transaction.atomic():
         job = SampleImportJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.status != SampleImportJob.Status.PENDING:
+        if job is None or job.status not in (SampleImportJob.Status.PENDING, SampleImportJob.Status.RUNNING):
             return job
+        if job.status == SampleImportJob.Status.RUNNING:
+            logger.warning("sample import job %s: its worker is gone; running it again from the start", job.pk)
         job.status = SampleImportJob.Status.RUNNING
         job.started_at = timezone.now()
         job.phase = "extracting"
-        job.save(update_fields=["status", "started_at", "phase"])
+        job.done = job.total = 0
+        job.save(update_fields=["status", "started_at", "phase", "done", "total"])
     problems: list[str] = []
     count = 0
     report: ImportReport | None = None
