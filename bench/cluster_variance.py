@@ -1,12 +1,15 @@
-"""Benchmark: the bias of the default two-way cluster-robust variance where raters span categories (strata), against
-a layout-exact method-of-moments weighting of the same sums of squares.
+"""Benchmark: the bias of the two-way cluster-robust variance where raters span categories (strata): the balanced
+correction alone (the default until 2026-12-04) against the default's method-of-moments weighting of the same sums.
 
 On bench/ppi.py's human designs (DrawBench: 200 prompts × 2 comparisons; PartiPrompts: 400 of 1,632 prompts, one
 comparison each; 100 raters in a pool, categories as strata), answers are Gaussian components: a prompt effect, a
 rater effect, judgment noise, each alone and mixed. For each, over K simulated studies, it prints E[SE²] / Var(ŝ) of
 
-- ``current``: ``two_way_cluster_batch``'s default (balanced) variance, overall scope;
-- ``moments``: V̂ = w·(S_p, S_r, S_j), the sums of squared residual totals per prompt, per rater (over the pool) and
+- ``balanced``: ``two_way_cluster_batch`` with the balanced correction alone (``Layout.pooled_moment_weights``
+  withheld), overall scope;
+- ``default``: ``two_way_cluster_batch`` as it is, overall scope;
+- ``moments``: computed here from the definition, V̂ = w·(S_p, S_r, S_j), the sums of squared residual totals per
+  prompt, per rater (over the pool) and
   per prompt × rater cell, with w solving Gᵀw = h for G[K, L] = ‖Z_Kᵀ(I − H)Z_L‖² (H: the category means; L over
   the prompt, rater and judgment components) and h = (Σ n_p², Σ n_r², N): unbiased for each component whatever the
   layout (least squares where prompts are singletons and the prompt and cell sums coincide).
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ppi as ppi_bench  # noqa: E402
 
 from drawbench.results.intervals.cluster import two_way_cluster_batch  # noqa: E402
+from drawbench.results.intervals.core import Layout  # noqa: E402
 from drawbench.results.intervals.ppi import _labeled_layout, ppi_layout  # noqa: E402
 
 COMPONENTS = {"noise": (0.0, 0.0, 1.0), "rater": (0.0, 1.0, 0.0), "prompt": (1.0, 0.0, 0.0), "mix": (0.5, 0.4, 1.0)}
@@ -46,6 +50,13 @@ def _centred(Z: np.ndarray, Zc: np.ndarray) -> np.ndarray:
     return Z - Zc @ ((Zc.T @ Z) / Zc.sum(axis=0)[:, None])
 
 
+def _without_moments(layout: Layout) -> Layout:
+    """The same layout with the moments' weights withheld: the balanced correction alone."""
+    bare = Layout(layout.prompt, layout.rater, layout.prompt_category, layout.n_raters)
+    bare.__dict__["pooled_moment_weights"] = None  # a cached_property: this value is what it returns
+    return bare
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--K", type=int, default=20_000, help="Simulated studies per design and component mix.")
@@ -53,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     print(f"E[SE²] / Var(ŝ) over {args.K} simulated studies (1.000: unbiased)")
-    print(f"{'design':12s} {'answers':8s} {'current':>8s} {'moments':>8s}")
+    print(f"{'design':12s} {'answers':8s} {'balanced':>8s} {'default':>8s} {'moments':>8s}")
     for shape in ("drawbench", "partiprompts"):
         design = ppi_bench.design_for(shape, 1, rng)
         full = ppi_layout(
@@ -83,9 +94,11 @@ def main() -> None:
             sums = np.stack([np.sum((Zk.T @ residuals) ** 2, axis=0) for Zk in totals])
             moments = weights @ sums / n**2
             fit = two_way_cluster_batch(Y, layout, bounds="wald")
+            balanced = two_way_cluster_batch(Y, _without_moments(layout), bounds="wald")
             spread = fit.estimate[0].var()
             print(
-                f"{shape:12s} {name:8s} {np.nanmean(fit.se[0] ** 2) / spread:8.3f} {moments.mean() / spread:8.3f}",
+                f"{shape:12s} {name:8s} {np.nanmean(balanced.se[0] ** 2) / spread:8.3f}"
+                f" {np.nanmean(fit.se[0] ** 2) / spread:8.3f} {moments.mean() / spread:8.3f}",
                 flush=True,
             )
         print(f"{shape:12s} moments weights (S_p, S_r, S_j): {np.round(weights, 3).tolist()}")

@@ -177,6 +177,65 @@ class Layout:
         return f_prompt / n2, f_rater / n2, f_cell / n2
 
     @cached_property
+    def pooled_moment_weights(self) -> np.ndarray | None:
+        """(3,) weights w of the overall N²·Var = w·(S_p, S_r, S_j) for raters pooled across categories: unbiased
+        for prompt, rater and judgment components whatever the layout (method of moments), or None where the
+        layout does not identify it (then the balanced correction is used).
+
+        S_K, the sums of squared residual totals per prompt, rater (over the pool) and prompt × rater cell, on
+        residuals from category means, have E[S_K] = Σ_L G[K, L]·σ²_L with G[K, L] = ‖Z_Kᵀ(I − H)Z_L‖² (Z the
+        indicators, H the projection on category means, L over the prompt, rater and judgment components), and the
+        estimate's N²·Var is Σ_L h_L·σ²_L with h = (Σ n_p², Σ n_r², N); so Gᵀw = h (least squares where prompts or
+        cells are singletons and two sums coincide). bench/cluster_variance.py measures it against the balanced
+        correction on designs whose raters span categories.
+        """
+        # Each entry in closed form from the counts (O(N), no N × N product): per prompt n_p, per rater and
+        # category n_rc, per cell n_j, per category N_c; A_KL = Z_KᵀZ_L, B_K = Z_KᵀC; the entry is
+        # ‖A_KL‖² − 2 Σ_c Σ_kl A_kl·B_K[k, c]·B_L[l, c] / N_c + Σ_cc' (B_KᵀB_K)_cc'·(B_LᵀB_L)_cc' / (N_c·N_c').
+        N_c = self.judgments_per_category
+        n_p, p_cat = self.prompt_sizes, self.prompt_category
+        _, group_rater, group_cat = self._rater_category
+        n_rc = self.rater_group_sizes
+        cell_of, cell_cat = self._cells
+        cells, _ = self._cell_keys
+        n_j = np.bincount(cell_of, minlength=cell_cat.size).astype(float)
+        cell_prompt, cell_rater = cells // self.n_raters, cells % self.n_raters
+        # n_rc of each cell's own (rater, category), and Σ over a category of its clusters' squared sizes.
+        group_key = group_rater.astype(np.int64) * self.n_categories + group_cat
+        order = np.argsort(group_key)
+        cell_group = order[
+            np.searchsorted(group_key[order], cell_rater.astype(np.int64) * self.n_categories + cell_cat)
+        ]
+        sq_p = np.bincount(p_cat, weights=n_p**2, minlength=self.n_categories)
+        sq_j = np.bincount(cell_cat, weights=n_j**2, minlength=self.n_categories)
+        rater_table = sparse.csr_matrix((n_rc, (group_rater, group_cat)), shape=(self.n_raters, self.n_categories))
+        rater_gram = np.asarray((rater_table.T @ rater_table).todense())  # (B_rᵀB_r)_cc': Σ_r n_rc·n_rc'
+        sq_r = np.diag(rater_gram)
+        n_r = np.bincount(group_rater, weights=n_rc, minlength=self.n_raters)
+        cells_sq = float(np.sum(n_j**2))
+        G = np.empty((3, 3))
+        G[0, 0] = np.sum(n_p**2) - 2 * np.sum(n_p**3 / N_c[p_cat]) + np.sum(sq_p**2 / N_c**2)
+        G[0, 1] = (
+            cells_sq
+            - 2 * np.sum(n_j * n_p[cell_prompt] * n_rc[cell_group] / N_c[cell_cat])
+            + np.sum(sq_p * sq_r / N_c**2)
+        )
+        G[1, 1] = (
+            np.sum(n_r**2)
+            - 2 * np.sum(n_r[group_rater] * n_rc**2 / N_c[group_cat])
+            + np.sum(rater_gram**2 / np.outer(N_c, N_c))
+        )
+        G[2, 0] = cells_sq - 2 * np.sum(n_j**2 * n_p[cell_prompt] / N_c[cell_cat]) + np.sum(sq_j * sq_p / N_c**2)
+        G[2, 1] = cells_sq - 2 * np.sum(n_j**2 * n_rc[cell_group] / N_c[cell_cat]) + np.sum(sq_j * sq_r / N_c**2)
+        G[1, 0] = G[0, 1]
+        G[:, 2] = self.n - np.array([np.sum(sq_p / N_c), np.sum(sq_r / N_c), np.sum(sq_j / N_c)])
+        h = np.array([np.sum(self.prompt_sizes**2), self.pool_concentration * self.n**2, float(self.n)])
+        weights, *_ = np.linalg.lstsq(G.T, h, rcond=None)
+        if not np.all(np.isfinite(weights)) or np.linalg.norm(G.T @ weights - h) > 1e-8 * np.linalg.norm(h):
+            return None
+        return weights
+
+    @cached_property
     def pool_concentration(self) -> float:
         """f = Σ size²/N² over the raters of the pool (all categories together)."""
         sizes = np.bincount(self.rater, minlength=self.n_raters).astype(float)
