@@ -502,7 +502,9 @@ def methods_text(results: dict[str, Any]) -> str:
         "two_way_cluster_t": (
             f"{level}% intervals are score intervals on the design-effect-adjusted effective sample size (Kish 1965; "
             "Korn & Graubard 1998), with the variance from a two-way cluster-robust estimator over prompts and "
-            "raters (Cameron, Gelbach & Miller 2011) on residuals from category means, categories as strata, "
+            "raters (Cameron, Gelbach & Miller 2011) on residuals from category means, categories as strata "
+            "(its sums of squares weighted by the method of moments so that it is unbiased for prompt, rater and "
+            "judgment components of the design at hand), "
             "and a Student-t reference whose degrees of freedom are Welch–Satterthwaite's over the variance "
             "components, floored at min(prompts − strata, raters − 1). Where no variation is observed the "
             "effective n is min(prompts, raters) and the standard error is reported as undefined."
