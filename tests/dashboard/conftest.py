@@ -10,3 +10,10 @@ from drawbench.studies.roles import RESEARCHER_GROUP
 def staff_user(staff_user):
     staff_user.groups.add(Group.objects.get(name=RESEARCHER_GROUP))
     return staff_user
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    """The test client, logged in as the researcher."""
+    client.force_login(staff_user)
+    return client

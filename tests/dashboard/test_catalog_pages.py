@@ -27,12 +27,6 @@ SEED_BACKEND = "tests.generation.fake_backends.SeedImageBackend"
 
 
 @pytest.fixture
-def staff_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
-@pytest.fixture
 def bare_staff_client(client, django_user_model):
     """Staff, but in no group: reads the pages, writes nothing."""
     user = django_user_model.objects.create_user(username="bare-staff", password="pw-bare-123", is_staff=True)

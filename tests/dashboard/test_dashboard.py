@@ -28,12 +28,6 @@ def tiny_models(db):
     ]
 
 
-@pytest.fixture
-def staff_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
 def _create(staff_client, prompt_set, models, **overrides):
     data = {
         "name": "Dashboard study",

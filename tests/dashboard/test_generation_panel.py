@@ -19,12 +19,6 @@ def _media(settings, tmp_path):
 
 
 @pytest.fixture
-def staff_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
-@pytest.fixture
 def study():
     prompt_set = PromptSetFactory(slug="panel")
     PromptFactory(prompt_set=prompt_set, position=1, text="A red colored car.", category="Colors")

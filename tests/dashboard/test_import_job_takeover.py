@@ -13,7 +13,6 @@ from drawbench.dashboard.models import SampleImportJob
 from tests.dashboard import test_catalog_pages as catalog_pages
 
 # The catalog pages' fixtures: a three-prompt set, a model with imported samples only, an upload waiting for a worker.
-staff_client = catalog_pages.staff_client
 prompt_set = catalog_pages.prompt_set
 closed_model = catalog_pages.closed_model
 fresh_media = catalog_pages.fresh_media

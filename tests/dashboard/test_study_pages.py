@@ -56,12 +56,6 @@ def generated(db):
     ]
 
 
-@pytest.fixture
-def staff_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
 # --- the shared samples rule ------------------------------------------------------------------------------------
 
 
