@@ -3,6 +3,8 @@
 import random
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -11,6 +13,7 @@ from drawbench.studies.models import Assignment, DisplayImage, Judgment, Rater, 
 from drawbench.studies.services.answering import assignment_submit
 from drawbench.studies.services.raters import rater_create
 from drawbench.studies.services.serving import assignment_next_for_rater
+from tests.factories import SampleFactory
 from tests.studies.helpers import assignment_create
 
 pytestmark = pytest.mark.django_db
@@ -83,6 +86,28 @@ def test_a_claim_returns_the_comparison_its_prompt_and_its_samples(make_study):
         ).values_list("sample_id", "sample__evaluated_model_id", "name")
     )
     assert study.comparisons.get().n_assigned == 1
+
+
+def test_display_names_are_read_once_per_study_and_again_for_a_sample_not_seen_yet(make_study):
+    study = make_study(n_prompts=2, samples=8)
+    stored = dict(DisplayImage.objects.filter(study=study, sample__isnull=False).values_list("sample_id", "name"))
+    sql._DISPLAY_NAMES.clear()
+
+    with CaptureQueriesContext(connection) as first:
+        assert sql.study_display_names(study) == stored
+    with CaptureQueriesContext(connection) as again:
+        assert sql.study_display_names(study, list(stored)[:3]) == stored
+    assert (len(first), len(again)) == (1, 0)
+
+    # A sample the process has not seen (never the case for an open study, whose samples got their names when it
+    # first opened): read again, not answered from what was read.
+    extra = DisplayImage.objects.create(study=study, name="n" * 22, sample=SampleFactory(), file="x.jpg")
+    assert sql.study_display_names(study, [extra.sample_id])[extra.sample_id] == extra.name
+    # Another study under the same id (SQLite reuses ids after a rollback) has another rater token: read afresh.
+    impostor = Study.objects.get(pk=study.pk)
+    impostor.rater_token = "another-token"
+    DisplayImage.objects.filter(pk=extra.pk).update(name="m" * 22)
+    assert sql.study_display_names(impostor)[extra.sample_id] == "m" * 22
 
 
 @pytest.mark.parametrize("wait", [False, True])
