@@ -91,6 +91,8 @@ def matched_standard(args: argparse.Namespace, target: int) -> tuple[UNetConfig,
         config = standard_config(args, width)
         n = count(config)
         gap = abs(n - target) / target
+        if args.match == "at-least" and n < target:
+            continue
         if best is None or gap < best[0]:
             best = (gap, config, n)
         if n > target:
@@ -360,6 +362,13 @@ def main() -> None:
         default=True,
         help="--against: imagen_core's wide 3×3 convolutions as Winograd F(2×2, 3×3) on CPU (UNetConfig.cpu_winograd)",
     )
+    parser.add_argument(
+        "--match",
+        choices=["closest", "at-least"],
+        default="closest",
+        help="--against: imagen_core's width with the parameter count closest to imagen-pytorch's, or the smallest "
+        "with at least as many",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="--against: alternating separate-process rounds (memory)")
     parser.add_argument("--paired-steps", type=int, default=6, help="--against: interleaved step pairs (speed)")
     parser.add_argument("--optimizer", choices=["adam", "adamw"], default=None)
@@ -437,7 +446,7 @@ def main() -> None:
 def matched_efficient(args: argparse.Namespace, target: int) -> tuple[UNetConfig, int]:
     """imagen_core's Efficient U-Net (PAPER_SR_256's layout, pixel-shuffle upsampling as imagen-pytorch's, channels-last
     activations, Winograd 3×3 convolutions on CPU unless --no-cpu-winograd) whose parameter count is closest to
-    ``target``."""
+    ``target`` (--match closest) or the smallest at least ``target`` (--match at-least: never fewer parameters)."""
     best: tuple[float, UNetConfig, int] | None = None
     # Even widths: only the lowest (8·dim-channel) level has attention, so its heads divide any even dim's channels.
     for dim in range(2 * args.heads, 8 * args.ip_dim, 2):
@@ -451,6 +460,8 @@ def matched_efficient(args: argparse.Namespace, target: int) -> tuple[UNetConfig
         )
         n = count(config)
         gap = abs(n - target) / target
+        if args.match == "at-least" and n < target:
+            continue
         if best is None or gap < best[0]:
             best = (gap, config, n)
         if n > target:
