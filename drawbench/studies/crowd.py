@@ -140,17 +140,22 @@ def time_estimate(*, study: Study, hourly_pay: float | None = None) -> TimeEstim
     if study.gold_rate and study.gold_rate < 1:
         per_rater += round(per_rater * study.gold_rate / (1 - study.gold_rate))
     per_rater += study.practice_items
-    server_time = ExpressionWrapper(F("completed_at") - F("shown_at"), output_field=DurationField())
-    durations = list(
-        Assignment.objects.filter(rater__study=study, completed_at__isnull=False, shown_at__isnull=False)
-        .annotate(server_time=server_time)
-        .values_list("server_time", flat=True)
-    )
-    seconds = [d.total_seconds() for d in durations if isinstance(d, timedelta)]
-    if len(seconds) >= PILOT_MIN_ITEMS:
-        per_item, source = statistics.median(seconds), "pilot median"
-    else:
-        per_item, source = DEFAULT_ITEM_SECONDS, "default"
+    answered = Assignment.objects.filter(rater__study=study, completed_at__isnull=False, shown_at__isnull=False)
+    pilot_items = answered.count()
+    per_item, source = DEFAULT_ITEM_SECONDS, "default"
+    if pilot_items >= PILOT_MIN_ITEMS:
+        # The median in the database: the middle one or two server times, not every answered item's (a study page
+        # view would otherwise read them all).
+        server_time = ExpressionWrapper(F("completed_at") - F("shown_at"), output_field=DurationField())
+        middle = [
+            d.total_seconds()
+            for d in answered.annotate(server_time=server_time)
+            .order_by("server_time")
+            .values_list("server_time", flat=True)[(pilot_items - 1) // 2 : pilot_items // 2 + 1]
+            if isinstance(d, timedelta)
+        ]
+        if middle:
+            per_item, source = statistics.fmean(middle), "pilot median"
     minutes = per_rater * per_item / 60
     cost = None if hourly_pay is None else round(minutes / 60 * hourly_pay, 2)
     comparisons_per_rater = max(1, min(comparisons, study.max_comparisons_per_rater or comparisons))
@@ -159,7 +164,7 @@ def time_estimate(*, study: Study, hourly_pay: float | None = None) -> TimeEstim
         items_per_rater=per_rater,
         seconds_per_item=round(per_item, 1),
         source=source,
-        pilot_items=len(seconds),
+        pilot_items=pilot_items,
         minutes_per_rater=round(minutes, 1),
         hourly_pay=hourly_pay,
         cost_per_rater=cost,

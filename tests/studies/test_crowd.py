@@ -3,6 +3,8 @@ reasons), and a rater session's time and cost."""
 
 import csv
 import io
+import random
+import statistics
 from datetime import timedelta
 
 import pytest
@@ -125,3 +127,24 @@ def test_the_estimate_uses_the_default_until_a_pilot_then_its_median_server_time
 
     assert after["source"] == "pilot median" and after["pilot_items"] == 25
     assert after["seconds_per_item"] == 31.0 and after["cost_per_rater"] is None
+
+
+@pytest.mark.parametrize("n_items", [crowd.PILOT_MIN_ITEMS, crowd.PILOT_MIN_ITEMS + 1])
+def test_the_pilot_median_is_the_median_of_every_answered_items_server_time(make_study, n_items):
+    # Even and odd counts (the even one is the mean of the middle two), durations in no particular order.
+    study = make_study(n_prompts=n_items, max_comparisons_per_rater=5)
+    rater = rater_create(study=study)
+    now = timezone.now()
+    seconds = random.Random(n_items).sample(range(5, 500), n_items)
+    Assignment.objects.bulk_create(
+        Assignment(
+            rater=rater, comparison=c, left_model_id=c.model_a_id, served_at=now, shown_at=now,
+            completed_at=now + timedelta(seconds=s), key=f"k{i}",
+        )
+        for i, (c, s) in enumerate(zip(study.comparisons.order_by("?"), seconds, strict=True))
+    )  # fmt: skip
+
+    estimate = crowd.time_estimate(study=study)
+
+    assert estimate.source == "pilot median" and estimate.pilot_items == n_items
+    assert estimate.seconds_per_item == round(statistics.median(seconds), 1)
