@@ -91,8 +91,6 @@ def matched_standard(args: argparse.Namespace, target: int) -> tuple[UNetConfig,
         config = standard_config(args, width)
         n = count(config)
         gap = abs(n - target) / target
-        if args.match == "at-least" and n < target:
-            continue
         if best is None or gap < best[0]:
             best = (gap, config, n)
         if n > target:
@@ -460,7 +458,7 @@ def matched_efficient(args: argparse.Namespace, target: int) -> tuple[UNetConfig
         )
         n = count(config)
         gap = abs(n - target) / target
-        if args.match == "at-least" and n < target:
+        if getattr(args, "match", "closest") == "at-least" and n < target:
             continue
         if best is None or gap < best[0]:
             best = (gap, config, n)
