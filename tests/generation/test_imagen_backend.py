@@ -115,7 +115,12 @@ def test_a_checkpoint_folder_loads_as_a_cascade_ordered_by_image_size(checkpoint
     built = pixels(twin.generate(requests_for("A red cube.", [8])))
 
     assert [p.name for p in backend.checkpoint_paths()] == ["b-base-16.safetensors", "a-sr-32.safetensors"]
-    assert loaded[0].shape == (32, 32, 3) and np.array_equal(loaded[0], built[0])
+    assert loaded[0].shape == (32, 32, 3)
+    # The same network: equal to within one level (oneDNN's kernels can round differently for weights that were
+    # loaded rather than built: 1 pixel channel of 3,072 by one level on an AVX-512 Xeon), where another network's
+    # pixels differ everywhere.
+    difference = np.abs(loaded[0].astype(int) - built[0].astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
 
 
 def test_a_cascade_runs_only_the_stages_asked_for(checkpoint_folder):
