@@ -1,5 +1,5 @@
-"""Researcher API under /api/: studies/ (with open/ and close/), models/, prompt-sets/ and generation-runs/ (with
-resume/ and cancel/).
+"""Researcher API under /api/: studies/ (with open/ and close/), models/, prompt-sets/, generation-runs/ (with
+resume/ and cancel/) and sample-imports/.
 
 Plain path() routes with int converters (rather than a DRF router's regexes), as every other route of the site.
 """
@@ -8,6 +8,7 @@ from django.urls import path
 
 from drawbench.dashboard.apis import EvaluatedModelViewSet, GenerationRunViewSet, PromptSetViewSet, StudyViewSet
 from drawbench.dashboard.crowd_apis import StudyApprovalsApi, StudyBonusesApi, StudyEstimateApi
+from drawbench.dashboard.import_apis import SampleImportJobViewSet
 
 LIST = {"get": "list"}
 LIST_CREATE = {"get": "list", "post": "create"}
@@ -41,4 +42,6 @@ urlpatterns = [
         GenerationRunViewSet.as_view({"post": "cancel"}),
         name="api-generation-run-cancel",
     ),
+    path("sample-imports/", SampleImportJobViewSet.as_view(LIST_CREATE), name="api-sample-import-list"),
+    path("sample-imports/<int:job_id>/", SampleImportJobViewSet.as_view(DETAIL), name="api-sample-import-detail"),
 ]
