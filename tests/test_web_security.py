@@ -17,7 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from drawbench.catalog.models import Sample
 from drawbench.dashboard.models import SampleImportJob
-from drawbench.dashboard.views import ADD_STUDY_PERMISSION, CHANGE_STUDY_PERMISSION
+from drawbench.dashboard.permissions import ADD_STUDY_PERMISSION, CHANGE_STUDY_PERMISSION
 from drawbench.generation.models import GenerationRun
 from drawbench.results import apis as results_apis
 from drawbench.results.forms import PowerForm

@@ -27,12 +27,24 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
 from drawbench.catalog.models import EvaluatedModel, PromptSet
+from drawbench.dashboard.catalog_forms import MAX_SAMPLES_PER_PROMPT
 from drawbench.dashboard.catalog_services import (
     evaluated_model_create,
     evaluated_model_update,
     generation_run_create_and_start,
     prompt_set_from_prompts,
     prompt_set_upload,
+)
+from drawbench.dashboard.permissions import (
+    ADD_MODEL_PERMISSION,
+    ADD_PROMPT_SET_PERMISSION,
+    ADD_RUN_PERMISSION,
+    ADD_STUDY_PERMISSION,
+    CHANGE_MODEL_PERMISSION,
+    CHANGE_PROMPT_SET_PERMISSION,
+    CHANGE_RUN_PERMISSION,
+    CHANGE_STUDY_PERMISSION,
+    VIEW_STUDY_PERMISSION,
 )
 from drawbench.generation.models import GenerationRun
 from drawbench.generation.services import generation_run_cancel, generation_run_resume
@@ -41,15 +53,6 @@ from drawbench.studies.parsers import StrictJSONParser
 from drawbench.studies.roles import user_can_view_results
 from drawbench.studies.services.studies import study_close, study_create, study_open, study_samples_unsatisfiable
 
-VIEW_STUDY_PERMISSION = "studies.view_study"
-ADD_STUDY_PERMISSION = "studies.add_study"
-CHANGE_STUDY_PERMISSION = "studies.change_study"
-ADD_MODEL_PERMISSION = "catalog.add_evaluatedmodel"
-CHANGE_MODEL_PERMISSION = "catalog.change_evaluatedmodel"
-ADD_PROMPT_SET_PERMISSION = "catalog.add_promptset"
-CHANGE_PROMPT_SET_PERMISSION = "catalog.change_promptset"
-ADD_RUN_PERMISSION = "generation.add_generationrun"
-CHANGE_RUN_PERMISSION = "generation.change_generationrun"
 # Service error codes that mean "the object's state forbids this": a 409, not a 400.
 CONFLICT_CODES = {"model_in_use", "prompt_set_in_use", "prompt_set_samples"}
 MAX_PROMPTS_PER_REQUEST = 100_000
@@ -524,7 +527,7 @@ class GenerationRunCreateInputSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=100), required=False, default=list, max_length=1000,
         help_text="Categories of the prompt set to generate; empty for every prompt.",
     )  # fmt: skip
-    samples_per_prompt = serializers.IntegerField(min_value=1, max_value=64)
+    samples_per_prompt = serializers.IntegerField(min_value=1, max_value=MAX_SAMPLES_PER_PROMPT)
     batch_size = serializers.IntegerField(min_value=1, max_value=256, default=4, help_text="Prompts per worker task.")
 
 

@@ -37,17 +37,18 @@ from drawbench.dashboard.catalog_services import (
     sample_import_job_create,
 )
 from drawbench.dashboard.models import SampleImportJob
-from drawbench.dashboard.permissions import ADD_SAMPLE_PERMISSION
+from drawbench.dashboard.permissions import (
+    ADD_MODEL_PERMISSION,
+    ADD_PROMPT_SET_PERMISSION,
+    ADD_RUN_PERMISSION,
+    ADD_SAMPLE_PERMISSION,
+    CHANGE_MODEL_PERMISSION,
+    CHANGE_PROMPT_SET_PERMISSION,
+    CHANGE_RUN_PERMISSION,
+)
 from drawbench.dashboard.views import researcher_permission_required
 from drawbench.generation.models import GenerationRun
 from drawbench.generation.services import generation_run_cancel, generation_run_resume
-
-ADD_MODEL_PERMISSION = "catalog.add_evaluatedmodel"
-CHANGE_MODEL_PERMISSION = "catalog.change_evaluatedmodel"
-ADD_PROMPT_SET_PERMISSION = "catalog.add_promptset"
-CHANGE_PROMPT_SET_PERMISSION = "catalog.change_promptset"
-ADD_RUN_PERMISSION = "generation.add_generationrun"
-CHANGE_RUN_PERMISSION = "generation.change_generationrun"
 
 
 def _add_service_errors(form, exc: ValidationError) -> None:

@@ -19,6 +19,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from drawbench.catalog.models import Sample
 from drawbench.dashboard.forms import CrowdPayForm, StudyCreateForm
+from drawbench.dashboard.permissions import (
+    ADD_STUDY_PERMISSION,
+    CHANGE_STUDY_PERMISSION,
+)
 from drawbench.dashboard.selectors import study_dashboard_state, study_generation_run, study_list_rows
 from drawbench.dashboard.services import study_generation_start
 from drawbench.generation.services import generation_run_cancel, generation_run_resume
@@ -30,9 +34,6 @@ from drawbench.studies.services.studies import (
     study_open,
     study_samples_unsatisfiable,
 )
-
-ADD_STUDY_PERMISSION = "studies.add_study"
-CHANGE_STUDY_PERMISSION = "studies.change_study"
 
 
 def researcher_permission_required(permission: str) -> Callable:
