@@ -26,8 +26,14 @@ def _no_hub() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_token_lookups() -> None:
-    """The rater token authentication remembers recent lookups per process; each test starts without them."""
-    from drawbench.studies import authentication
+def _fresh_process_caches() -> None:
+    """What outlives a test in this process, each test starts without: the rater token authentication's recent
+    lookups, the studies' display names (drawbench.studies.sql), and Django's cache, where the throttles count (a
+    live server runs in this process: raters that earlier tests started from 127.0.0.1 would count against it)."""
+    from django.core.cache import cache
+
+    from drawbench.studies import authentication, sql
 
     authentication._TOKENS.clear()
+    sql._DISPLAY_NAMES.clear()
+    cache.clear()

@@ -5,7 +5,6 @@ import random
 from collections.abc import Callable, Sequence
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -73,12 +72,6 @@ def answer() -> Callable[..., Assignment]:
         return assignment
 
     return submit
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttles() -> None:
-    # Throttle counts live in the cache, which outlives a test; rater ids are not reused, but be plain about it.
-    cache.clear()
 
 
 @pytest.fixture
