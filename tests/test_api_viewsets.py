@@ -3,40 +3,28 @@
 import re
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from drawbench.generation.models import GenerationRun
 from drawbench.studies.models import Study
-from drawbench.studies.roles import ANALYST_GROUP, RESEARCHER_GROUP
 from drawbench.studies.services.studies import study_create
+from tests.api_support import analyst_user, researcher_user, token_client
 from tests.browser_support import chromium
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, SampleFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def _client_for(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
-
 @pytest.fixture
 def researcher(django_user_model):
-    user = django_user_model.objects.create_user(username="res", password="pw-res-123", is_staff=True)
-    user.groups.add(Group.objects.get(name=RESEARCHER_GROUP))
-    return user
+    return researcher_user(django_user_model)
 
 
 @pytest.fixture
 def analyst(django_user_model):
-    user = django_user_model.objects.create_user(username="ana", password="pw-ana-123")
-    user.groups.add(Group.objects.get(name=ANALYST_GROUP))
-    return user
+    return analyst_user(django_user_model)
 
 
 @pytest.fixture
@@ -60,7 +48,7 @@ def test_researcher_creates_a_study_through_the_service_and_lists_it(researcher,
     for model in models:  # the "Counting" prompt's 2 samples each: enough for 2 per side
         SampleFactory(evaluated_model=model, prompt=prompts[2], index=0)
         SampleFactory(evaluated_model=model, prompt=prompts[2], index=1)
-    client = _client_for(researcher)
+    client = token_client(researcher)
     response = client.post(
         "/api/studies/", _create_body(prompt_set, models, categories=["Counting"], samples_per_side=2), format="json"
     )
@@ -77,7 +65,7 @@ def test_researcher_creates_a_study_through_the_service_and_lists_it(researcher,
 
 def test_study_create_reports_the_service_errors_by_field(researcher, catalog):
     prompt_set, _, models = catalog
-    response = _client_for(researcher).post(
+    response = token_client(researcher).post(
         "/api/studies/", _create_body(prompt_set, models[:1], categories=["Nope"]), format="json"
     )
     assert response.status_code == 400
@@ -92,7 +80,7 @@ def test_study_create_refuses_samples_per_side_an_imported_model_cannot_show(res
     for model in models:
         for prompt in prompts:
             SampleFactory(evaluated_model=model, prompt=prompt, index=0)
-    client = _client_for(researcher)
+    client = token_client(researcher)
     response = client.post("/api/studies/", _create_body(prompt_set, models, samples_per_side=2), format="json")
     assert response.status_code == 400
     errors = response.json()["samples_per_side"]
@@ -109,7 +97,7 @@ def test_study_create_refuses_samples_per_side_an_imported_model_cannot_show(res
 def test_open_without_samples_is_a_conflict_that_says_what_is_missing_then_open_and_close(researcher, catalog):
     prompt_set, prompts, models = catalog
     study = study_create(name="s", prompt_set=prompt_set, evaluated_models=models, samples_per_side=1, display_size=16)
-    client = _client_for(researcher)
+    client = token_client(researcher)
     response = client.post(f"/api/studies/{study.pk}/open/")
     assert response.status_code == 409
     assert "cannot open" in response.json()["detail"]
@@ -129,7 +117,7 @@ def test_open_without_samples_is_a_conflict_that_says_what_is_missing_then_open_
 def test_analyst_reads_but_cannot_create_or_open(analyst, catalog):
     prompt_set, _, models = catalog
     study = study_create(name="s", prompt_set=prompt_set, evaluated_models=models)
-    client = _client_for(analyst)
+    client = token_client(analyst)
     assert client.get("/api/studies/").status_code == 200
     assert client.get("/api/models/").status_code == 200
     refused = client.post("/api/studies/", _create_body(prompt_set, models), format="json")
@@ -141,14 +129,14 @@ def test_analyst_reads_but_cannot_create_or_open(analyst, catalog):
 
 def test_staff_without_the_researcher_group_reads_but_cannot_write(staff_user, catalog):
     prompt_set, _, models = catalog
-    client = _client_for(staff_user)
+    client = token_client(staff_user)
     assert client.get("/api/studies/").status_code == 200
     assert client.post("/api/studies/", _create_body(prompt_set, models), format="json").status_code == 403
 
 
 def test_a_user_without_a_role_is_refused_and_no_credentials_is_401(django_user_model):
     nobody = django_user_model.objects.create_user(username="nobody", password="pw-nobody-1")
-    assert _client_for(nobody).get("/api/studies/").status_code == 403
+    assert token_client(nobody).get("/api/studies/").status_code == 403
     anonymous = APIClient().get("/api/studies/")
     assert anonymous.status_code == 401
     assert anonymous["WWW-Authenticate"] == "Token"
@@ -158,7 +146,7 @@ def test_a_user_without_a_role_is_refused_and_no_credentials_is_401(django_user_
 def test_models_prompt_sets_and_runs_are_listed_with_their_figures(researcher, catalog):
     prompt_set, _, models = catalog
     GenerationRun.objects.create(evaluated_model=models[0], prompt_set=prompt_set, total=6)
-    client = _client_for(researcher)
+    client = token_client(researcher)
     assert {row["id"] for row in client.get("/api/models/").json()} == {m.pk for m in models}
     (row,) = client.get("/api/prompt-sets/").json()
     assert row["n_prompts"] == 3
@@ -169,7 +157,7 @@ def test_models_prompt_sets_and_runs_are_listed_with_their_figures(researcher, c
 
 
 def test_unknown_paths_under_api_answer_json_and_elsewhere_html(researcher):
-    client = _client_for(researcher)
+    client = token_client(researcher)
     missing = client.get("/api/no-such-thing/")
     assert missing.status_code == 404
     assert missing["Content-Type"] == "application/json"

@@ -2,16 +2,15 @@
 (POST, resume, cancel); who may call them, and the 400s and 409s that say what is wrong."""
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet, Sample
 from drawbench.generation.models import GenerationRun
-from drawbench.studies.roles import ANALYST_GROUP, RESEARCHER_GROUP
 from drawbench.studies.services.studies import study_create
+from tests.api_support import analyst_user, bare_staff_user, researcher_user, token_client
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, SampleFactory
 
 pytestmark = pytest.mark.django_db
@@ -21,29 +20,19 @@ IMPORTED = "drawbench.backends.imported.ImportBackend"
 SEED_BACKEND = "tests.generation.fake_backends.SeedImageBackend"
 
 
-def _client_for(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
-
 @pytest.fixture
 def researcher(django_user_model):
-    user = django_user_model.objects.create_user(username="res", password="pw-res-123", is_staff=True)
-    user.groups.add(Group.objects.get(name=RESEARCHER_GROUP))
-    return _client_for(user)
+    return token_client(researcher_user(django_user_model))
 
 
 @pytest.fixture
 def bare_staff(django_user_model):
-    return _client_for(django_user_model.objects.create_user(username="staff", password="pw-staff-1", is_staff=True))
+    return token_client(bare_staff_user(django_user_model))
 
 
 @pytest.fixture
 def analyst(django_user_model):
-    user = django_user_model.objects.create_user(username="ana", password="pw-ana-123")
-    user.groups.add(Group.objects.get(name=ANALYST_GROUP))
-    return _client_for(user)
+    return token_client(analyst_user(django_user_model))
 
 
 @pytest.fixture
@@ -219,7 +208,7 @@ def test_post_prompt_set_over_one_a_study_uses_is_a_409(researcher, prompt_set, 
 def test_updating_an_existing_prompt_set_needs_the_change_permission(django_user_model, prompt_set):
     user = django_user_model.objects.create_user(username="adder", password="pw-adder-1", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="add_promptset"))
-    client = _client_for(user)
+    client = token_client(user)
     body = {"prompts": [{"prompt": "New.", "category": "C"}]}
 
     update = client.post("/api/prompt-sets/", {"slug": "mini", **body}, format="json")

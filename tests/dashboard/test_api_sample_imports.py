@@ -6,14 +6,12 @@ import io
 import zipfile
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from PIL import Image
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from drawbench.catalog.models import Sample
@@ -22,7 +20,8 @@ from drawbench.dashboard.catalog_forms import MAX_SAMPLES_PER_PROMPT, SampleImpo
 from drawbench.dashboard.catalog_selectors import IMPORT_JOBS_LISTED, sample_import_job_state
 from drawbench.dashboard.catalog_services import sample_import_job_execute
 from drawbench.dashboard.models import SampleImportJob
-from drawbench.studies.roles import ANALYST_GROUP, RESEARCHER_GROUP
+from tests import api_support
+from tests.api_support import analyst_user, bare_staff_user, token_client
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory
 
 pytestmark = pytest.mark.django_db
@@ -64,12 +63,6 @@ def _folder_zip(positions=(1, 2, 3), n=2, name="samples.zip") -> SimpleUploadedF
     return _zip({f"{p}/{k}.png": _png((p * 40, k * 60, 7)) for p in positions for k in range(n)}, name=name)
 
 
-def _client_for(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
-
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
@@ -82,26 +75,22 @@ def _stored_uploads(media) -> list:
 
 @pytest.fixture
 def researcher_user(django_user_model):
-    user = django_user_model.objects.create_user(username="res", password="pw-res-123", is_staff=True)
-    user.groups.add(Group.objects.get(name=RESEARCHER_GROUP))
-    return user
+    return api_support.researcher_user(django_user_model)
 
 
 @pytest.fixture
 def researcher(researcher_user):
-    return _client_for(researcher_user)
+    return token_client(researcher_user)
 
 
 @pytest.fixture
 def bare_staff(django_user_model):
-    return _client_for(django_user_model.objects.create_user(username="staff", password="pw-staff-1", is_staff=True))
+    return token_client(bare_staff_user(django_user_model))
 
 
 @pytest.fixture
 def analyst(django_user_model):
-    user = django_user_model.objects.create_user(username="ana", password="pw-ana-123")
-    user.groups.add(Group.objects.get(name=ANALYST_GROUP))
-    return _client_for(user)
+    return token_client(analyst_user(django_user_model))
 
 
 @pytest.fixture
