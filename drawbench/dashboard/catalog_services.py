@@ -392,6 +392,22 @@ def sample_import_job_create(
     return job
 
 
+def sample_import_job_submit(*, fields: Mapping[str, Any], created_by=None) -> SampleImportJob:
+    """sample_import_job_create from an upload's checked fields (the dashboard form's cleaned_data, the API's
+    validated_data): evaluated_model, prompt_set, samples_per_prompt, archive and, optionally, manifest."""
+    manifest = fields.get("manifest")
+    return sample_import_job_create(
+        evaluated_model=fields["evaluated_model"],
+        prompt_set=fields["prompt_set"],
+        samples_per_prompt=fields["samples_per_prompt"],
+        archive=fields["archive"],
+        archive_name=fields["archive"].name,
+        manifest=manifest,
+        manifest_name=manifest.name if manifest else "",
+        created_by=created_by,
+    )
+
+
 def _sample_import_job_enqueue(job_id: int) -> None:
     from drawbench.dashboard.tasks import sample_import_job_run
 

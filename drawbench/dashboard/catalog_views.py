@@ -34,7 +34,7 @@ from drawbench.dashboard.catalog_services import (
     evaluated_model_update,
     generation_run_create_and_start,
     prompt_set_upload,
-    sample_import_job_create,
+    sample_import_job_submit,
 )
 from drawbench.dashboard.models import SampleImportJob
 from drawbench.dashboard.permissions import (
@@ -150,19 +150,8 @@ def sample_import(request: HttpRequest) -> HttpResponse:
     """The upload form (and the latest imports); a valid upload becomes a job that a worker runs."""
     form = SampleImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        manifest = data.get("manifest")
         try:
-            job = sample_import_job_create(
-                evaluated_model=data["evaluated_model"],
-                prompt_set=data["prompt_set"],
-                samples_per_prompt=data["samples_per_prompt"],
-                archive=data["archive"],
-                archive_name=data["archive"].name,
-                manifest=manifest,
-                manifest_name=manifest.name if manifest else "",
-                created_by=request.user,
-            )
+            job = sample_import_job_submit(fields=form.cleaned_data, created_by=request.user)
         except ValidationError as exc:
             _add_service_errors(form, exc)
         else:

@@ -2,7 +2,7 @@
 
 ``POST /api/sample-imports/`` is the dashboard's import page (drawbench.dashboard.catalog_views.sample_import) over
 HTTP: the same checks (the form's own field rules, drawbench.dashboard.catalog_forms), the same service
-(``sample_import_job_create``: the upload is kept in storage and a worker on the cpu queue imports it, all or nothing,
+(``sample_import_job_submit``: the upload is kept in storage and a worker on the cpu queue imports it, all or nothing,
 once the request's transaction commits) and the same permission (staff and catalog.add_sample). It answers 202 with
 the job's state and its URL in ``Location``; ``GET /api/sample-imports/<id>/`` is what a client polls until
 ``finished``, then reads ``report`` (done) or ``problems`` (failed). Reads are for staff, studies.view_study and
@@ -25,7 +25,7 @@ from drawbench.catalog.models import EvaluatedModel, PromptSet
 from drawbench.dashboard.apis import BAD_REQUEST, ERROR_RESPONSES, NOT_FOUND, ResearcherApiMixin
 from drawbench.dashboard.catalog_forms import SampleImportForm
 from drawbench.dashboard.catalog_selectors import sample_import_job_rows, sample_import_job_state
-from drawbench.dashboard.catalog_services import sample_import_job_create
+from drawbench.dashboard.catalog_services import sample_import_job_submit
 from drawbench.dashboard.models import SampleImportJob
 from drawbench.dashboard.permissions import ADD_SAMPLE_PERMISSION
 
@@ -159,19 +159,8 @@ class SampleImportJobViewSet(ResearcherApiMixin, viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         serializer = SampleImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        manifest = data.get("manifest")
         try:
-            job = sample_import_job_create(
-                evaluated_model=data["evaluated_model"],
-                prompt_set=data["prompt_set"],
-                samples_per_prompt=data["samples_per_prompt"],
-                archive=data["archive"],
-                archive_name=data["archive"].name,
-                manifest=manifest,
-                manifest_name=manifest.name if manifest else "",
-                created_by=request.user,
-            )
+            job = sample_import_job_submit(fields=serializer.validated_data, created_by=request.user)
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
         body = SampleImportJobOutputSerializer(_job_body(request, job)).data

@@ -2,16 +2,12 @@
 it until finished; who may, the 400s that say which field and what was expected (the dashboard form's own rules), and
 that a refused request leaves no job, no queued task and no file behind."""
 
-import io
-import zipfile
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from PIL import Image
 from rest_framework.test import APIClient
 
 from drawbench.catalog.models import Sample
@@ -22,6 +18,7 @@ from drawbench.dashboard.catalog_services import sample_import_job_execute
 from drawbench.dashboard.models import SampleImportJob
 from tests import api_support
 from tests.api_support import analyst_user, bare_staff_user, token_client
+from tests.dashboard.upload_support import folder_zip, png, zip_upload
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory
 
 pytestmark = pytest.mark.django_db
@@ -43,24 +40,6 @@ ASKED_FOR = {
     "started_at",
     "finished_at",
 }
-
-
-def _png(color=(10, 20, 30)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), color).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _zip(members: dict[str, bytes], name="samples.zip") -> SimpleUploadedFile:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for member, data in members.items():
-            bundle.writestr(member, data)
-    return SimpleUploadedFile(name, buffer.getvalue(), content_type="application/zip")
-
-
-def _folder_zip(positions=(1, 2, 3), n=2, name="samples.zip") -> SimpleUploadedFile:
-    return _zip({f"{p}/{k}.png": _png((p * 40, k * 60, 7)) for p in positions for k in range(n)}, name=name)
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +87,7 @@ def closed_model():
 
 
 def _body(model, prompt_set, n=2, **files) -> dict:
-    files.setdefault("archive", _folder_zip())
+    files.setdefault("archive", folder_zip())
     return {"evaluated_model": model.pk, "prompt_set": prompt_set.pk, "samples_per_prompt": n, **files}
 
 
@@ -171,7 +150,7 @@ def test_a_job_run_by_its_worker_polls_as_finished_with_its_report(
 
 def test_a_manifest_import_run_by_sample_import_job_execute_reports_both_files(researcher, closed_model, prompt_set):
     manifest = SimpleUploadedFile("list.csv", b"prompt,image\nTwo cats.,imgs/a.png\nTwo cats.,imgs/b.png\n")
-    archive = _zip({"imgs/a.png": _png((1, 1, 1)), "imgs/b.png": _png((2, 2, 2))})
+    archive = zip_upload({"imgs/a.png": png((1, 1, 1)), "imgs/b.png": png((2, 2, 2))})
     created = researcher.post(
         URL, _body(closed_model, prompt_set, archive=archive, manifest=manifest), format="multipart"
     )
@@ -186,7 +165,7 @@ def test_a_manifest_import_run_by_sample_import_job_execute_reports_both_files(r
 
 
 def test_a_job_whose_upload_is_wrong_polls_as_failed_with_each_problem_once(researcher, closed_model, prompt_set):
-    created = researcher.post(URL, _body(closed_model, prompt_set, archive=_folder_zip(n=1)), format="multipart")
+    created = researcher.post(URL, _body(closed_model, prompt_set, archive=folder_zip(n=1)), format="multipart")
 
     sample_import_job_execute(job_id=created.json()["id"])
     state = researcher.get(created["Location"]).json()
@@ -283,7 +262,7 @@ def test_a_sample_count_out_of_range_is_a_400(refused, researcher, closed_model,
 
 def test_unknown_ids_are_a_400_on_their_fields(refused, researcher):
     response = refused(researcher, {"evaluated_model": 999999, "prompt_set": 999999, "samples_per_prompt": 1,
-                                    "archive": _folder_zip()})  # fmt: skip
+                                    "archive": folder_zip()})  # fmt: skip
 
     assert response.status_code == 400 and set(response.json()) == {"evaluated_model", "prompt_set"}
 

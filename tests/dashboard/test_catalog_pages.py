@@ -1,10 +1,8 @@
 """The dashboard's catalog pages: models, prompt sets, sample imports and generation runs; who may use them, and
 what a bad upload (a broken CSV, a zip that climbs out of its folder or inflates to gigabytes) gets."""
 
-import io
 import re
 import tempfile
-import zipfile
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -17,6 +15,7 @@ from drawbench.catalog.models import EvaluatedModel, Prompt, PromptSet, Sample
 from drawbench.dashboard.models import SampleImportJob
 from drawbench.generation.models import GenerationRun
 from drawbench.studies.services.studies import study_create
+from tests.dashboard.upload_support import folder_zip, png, zip_upload
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, SampleFactory
 
 pytestmark = [pytest.mark.django_db]
@@ -47,24 +46,6 @@ def prompt_set():
 def fresh_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
-
-
-def _png(color=(10, 20, 30), size=(16, 16)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _zip(members: dict[str, bytes], name="samples.zip") -> SimpleUploadedFile:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for member, data in members.items():
-            bundle.writestr(member, data)
-    return SimpleUploadedFile(name, buffer.getvalue(), content_type="application/zip")
-
-
-def _folder_zip(positions=(1, 2, 3), n=2, prefix="") -> SimpleUploadedFile:
-    return _zip({f"{prefix}{p}/{k}.png": _png((p * 40, k * 60, 7)) for p in positions for k in range(n)})
 
 
 def _errors(response) -> str:
@@ -107,7 +88,7 @@ def test_staff_without_the_permissions_gets_403_on_every_write_and_nothing_chang
                 "evaluated_model": model.pk,
                 "prompt_set": prompt_set.pk,
                 "samples_per_prompt": 2,
-                "archive": _folder_zip(),
+                "archive": folder_zip(),
             },
             [],
         ),
@@ -383,7 +364,7 @@ def importer(staff_client, fresh_media, django_capture_on_commit_callbacks):
 @pytest.mark.usefixtures("fresh_media")
 @pytest.mark.parametrize("prefix", ["", "my-samples/"], ids=["at the root", "in one folder"])
 def test_sample_import_of_a_zipped_folder_stores_every_sample(importer, closed_model, prompt_set, prefix):
-    response = importer(closed_model, prompt_set, _folder_zip(prefix=prefix))
+    response = importer(closed_model, prompt_set, folder_zip(prefix=prefix))
 
     assert response.status_code == 200
     assert "Imported 6 sample(s) of 3 prompt(s) from samples.zip" in _errors(response)
@@ -396,7 +377,7 @@ def test_sample_import_of_a_zipped_folder_stores_every_sample(importer, closed_m
 @pytest.mark.usefixtures("fresh_media")
 def test_sample_import_of_a_manifest_with_a_zip_of_images(importer, closed_model, prompt_set):
     manifest = "prompt,image\nA red colored car.,imgs/a.png\nA red colored car.,imgs/b.png\n"
-    archive = _zip({"imgs/a.png": _png((1, 1, 1)), "imgs/b.png": _png((2, 2, 2))})
+    archive = zip_upload({"imgs/a.png": png((1, 1, 1)), "imgs/b.png": png((2, 2, 2))})
 
     response = importer(closed_model, prompt_set, archive, manifest=SimpleUploadedFile("list.csv", manifest.encode()))
 
@@ -408,7 +389,7 @@ def test_sample_import_of_a_manifest_with_a_zip_of_images(importer, closed_model
 def test_sample_import_lists_one_problem_met_in_many_folders_once_and_imports_nothing(
     importer, closed_model, prompt_set
 ):
-    archive = _folder_zip(n=1)  # 0.png only: 1.png is missing in every folder
+    archive = folder_zip(n=1)  # 0.png only: 1.png is missing in every folder
 
     response = importer(closed_model, prompt_set, archive, n=2)
 
@@ -438,10 +419,10 @@ def test_sample_import_refuses_a_zip_whose_names_climb_out_and_writes_no_file(
     # Uploads are extracted under tmp_path/t/drawbench-import-*/images/: "../../x.png" would land in tmp_path/t/.
     (tmp_path / "t").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "t"))
-    members = {f"{p}/{k}.png": _png() for p in (1, 2, 3) for k in range(2)}
-    members[member] = _png((9, 9, 9))
+    members = {f"{p}/{k}.png": png() for p in (1, 2, 3) for k in range(2)}
+    members[member] = png((9, 9, 9))
 
-    response = importer(closed_model, prompt_set, _zip(members))
+    response = importer(closed_model, prompt_set, zip_upload(members))
 
     assert "Nothing was imported" in _errors(response)
     assert f"{member}: {says}" in _errors(response).replace("&#x27;", "'")
@@ -452,10 +433,10 @@ def test_sample_import_refuses_a_zip_whose_names_climb_out_and_writes_no_file(
 @pytest.mark.usefixtures("fresh_media")
 def test_sample_import_refuses_a_zip_bomb_member_before_inflating_it(importer, closed_model, prompt_set, settings):
     settings.DRAWBENCH_MAX_IMAGE_BYTES = 64 * 1024
-    members = {f"{p}/{k}.png": _png() for p in (1, 2, 3) for k in range(2)}
+    members = {f"{p}/{k}.png": png() for p in (1, 2, 3) for k in range(2)}
     members["1/0.png"] = b"\0" * (8 * 1024 * 1024)  # 8 MB of zeros compress to a few KB
 
-    archive = _zip(members)
+    archive = zip_upload(members)
     assert archive.size < 100_000
     response = importer(closed_model, prompt_set, archive)
 
@@ -469,7 +450,7 @@ def test_sample_import_refuses_a_zip_bomb_member_before_inflating_it(importer, c
 @pytest.mark.usefixtures("fresh_media")
 def test_sample_import_refuses_an_archive_over_the_total_limit(importer, closed_model, prompt_set, settings):
     settings.DRAWBENCH_MAX_IMPORT_BYTES = 200
-    archive = _folder_zip()
+    archive = folder_zip()
 
     response = importer(closed_model, prompt_set, archive)
 
@@ -486,7 +467,7 @@ def test_sample_import_of_something_that_is_no_zip_says_so(importer, closed_mode
 
 def test_sample_import_requires_the_sample_count_and_an_imported_model(staff_client, prompt_set):
     generated = EvaluatedModelFactory(name="gen", backend=SEED_BACKEND)
-    data = {"evaluated_model": generated.pk, "prompt_set": prompt_set.pk, "archive": _folder_zip()}
+    data = {"evaluated_model": generated.pk, "prompt_set": prompt_set.pk, "archive": folder_zip()}
 
     response = staff_client.post(reverse("dashboard:sample-import"), data)
 
@@ -578,7 +559,7 @@ def test_catalog_pages_carry_no_inline_script_or_style_element(staff_client, pro
 def pending_job(staff_client, closed_model, prompt_set, fresh_media):
     """An upload whose job is queued but not run: the on-commit enqueue is not executed (no worker)."""
     data = {"evaluated_model": closed_model.pk, "prompt_set": prompt_set.pk, "samples_per_prompt": 2}
-    response = staff_client.post(reverse("dashboard:sample-import"), {**data, "archive": _folder_zip()})
+    response = staff_client.post(reverse("dashboard:sample-import"), {**data, "archive": folder_zip()})
     assert response.status_code == 302
     return SampleImportJob.objects.get()
 

@@ -5,17 +5,16 @@ Needs Debian's chromium at /usr/bin/chromium; skipped without it unless DRAWBENC
 screenshots in tests/artifacts/. The import page's own script polls a queued job and shows its result.
 """
 
-import io
 import zipfile
 
 import pytest
 from django.urls import reverse
-from PIL import Image
 
 from drawbench.catalog.models import Sample
 from drawbench.dashboard.models import SampleImportJob
 from drawbench.generation.models import GenerationRun
 from tests.browser_support import AXE, axe_serious, chromium, require, session_cookie
+from tests.dashboard.upload_support import png
 from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory
 
 PAGES = ["model-list", "model-new", "prompt-set-list", "prompt-set-upload", "sample-import", "run-list", "run-new"]
@@ -35,12 +34,6 @@ def browser_context(monkeypatch, live_server, staff_user, settings, tmp_path):
             return context
 
         yield make
-
-
-def _png(color) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), color).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def test_catalog_pages_fit_phone_and_laptop_and_the_csp_refuses_nothing(browser_context, live_server, artifacts_dir):
@@ -78,7 +71,7 @@ def _closed_setup(tmp_path):
     with zipfile.ZipFile(archive, "w") as bundle:
         for position in (1, 2):
             for k in (0, 1):
-                bundle.writestr(f"samples/{position}/{k}.png", _png((position * 50, k * 90, 10)))
+                bundle.writestr(f"samples/{position}/{k}.png", png((position * 50, k * 90, 10)))
     return prompt_set, model, archive
 
 
