@@ -9,7 +9,6 @@ flag is rejected with the flag's reason, which the platform shows to the worker.
 
 import statistics
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.db.models import DurationField, ExpressionWrapper, F
 
@@ -152,7 +151,6 @@ def time_estimate(*, study: Study, hourly_pay: float | None = None) -> TimeEstim
             for d in answered.annotate(server_time=server_time)
             .order_by("server_time")
             .values_list("server_time", flat=True)[(pilot_items - 1) // 2 : pilot_items // 2 + 1]
-            if isinstance(d, timedelta)
         ]
         if middle:
             per_item, source = statistics.fmean(middle), "pilot median"

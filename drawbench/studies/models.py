@@ -488,8 +488,8 @@ class DisplayImage(models.Model):
 
     class Meta:
         constraints = [
-            # Not partial: gold copies have no sample (NULLs never collide), and the lookups by study and sample id
-            # (sql.samples_of) need an index the planner takes without proving NOT NULL.
+            # Not partial: gold copies have no sample (NULLs never collide), and reading a study's names by study
+            # and sample id (sql.study_display_names) needs an index the planner takes without proving NOT NULL.
             models.UniqueConstraint(fields=["study", "sample"], name="displayimage_unique_study_sample"),
         ]
 

@@ -10,11 +10,11 @@ from django.db.models import Case, Count, DurationField, Exists, ExpressionWrapp
 from django.urls import reverse
 
 from drawbench.catalog.models import EvaluatedModel, Prompt, Sample
+from drawbench.studies import sql
 from drawbench.studies.models import (
     Assignment,
     Comparison,
     ControlAnswer,
-    DisplayImage,
     GoldTrial,
     Judgment,
     Question,
@@ -232,8 +232,8 @@ def assignment_display(
 ) -> AssignmentDisplay:
     """The rater-visible content of an assignment, images in their recorded order.
 
-    A comparison's images are read in 1 query unless `image_names` ({sample id: storage name}) already has them;
-    a gold trial's are stored on the assignment.
+    A comparison's images come from `image_names` ({sample id: display name}) when given, else from the study's
+    display names (sql.study_display_names: read once per process); a gold trial's are stored on the assignment.
     """
     prefix = display_url_prefix(study)
     if assignment.is_control:
@@ -244,9 +244,7 @@ def assignment_display(
         caption = assignment.comparison.prompt.text
         ids = [*assignment.left_sample_ids, *assignment.right_sample_ids]
         if image_names is None:
-            image_names = dict(
-                DisplayImage.objects.filter(study=study, sample_id__in=ids).values_list("sample_id", "name")
-            )
+            image_names = sql.study_display_names(study, ids)
         left = [prefix + image_names[i] for i in assignment.left_sample_ids]
         right = [prefix + image_names[i] for i in assignment.right_sample_ids]
     return AssignmentDisplay(

@@ -311,17 +311,19 @@ def assignment_complete(*, assignment_id: int, completed_at: datetime, shown_at:
         cursor.execute(ASSIGNMENT_COMPLETE, [completed_at, shown_at, assignment_id])
 
 
-def samples_of(*, study_id: int, prompt_id: int, model_ids: list[int]) -> list[tuple[int, int, str]]:
-    """(id, evaluated model id, display name in the study) of the samples of a prompt by these models, in index
-    order."""
+def samples_of(*, study: Study, prompt_id: int, model_ids: list[int]) -> list[tuple[int, int, str]]:
+    """(id, evaluated model id, display name in the study) of the samples of a prompt by these models that the study
+    shows (those with a display image), in index order."""
     placeholders = ", ".join(["%s"] * len(model_ids))
     sql = (
-        f"SELECT s.id, s.evaluated_model_id, d.name FROM {SAMPLE} s JOIN {DISPLAY_IMAGE} d ON d.sample_id = s.id"
-        f' AND d.study_id = %s WHERE s.prompt_id = %s AND s.evaluated_model_id IN ({placeholders}) ORDER BY s."index"'
+        f"SELECT s.id, s.evaluated_model_id FROM {SAMPLE} s WHERE s.prompt_id = %s"
+        f' AND s.evaluated_model_id IN ({placeholders}) ORDER BY s."index"'
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [study_id, prompt_id, *model_ids])
-        return cursor.fetchall()
+        cursor.execute(sql, [prompt_id, *model_ids])
+        rows = cursor.fetchall()
+    names = study_display_names(study)
+    return [(sample_id, model_id, names[sample_id]) for sample_id, model_id in rows if sample_id in names]
 
 
 # Study (id, rater token) → {sample id: display name}: a study's samples get their display names once, when it first
@@ -474,7 +476,7 @@ def _comparison_with_samples(
     with its samples (read here when not given)."""
     comparison_id, prompt_id, model_a_id, model_b_id, text, position = head
     if samples is None:
-        samples = samples_of(study_id=study.pk, prompt_id=prompt_id, model_ids=[model_a_id, model_b_id])
+        samples = samples_of(study=study, prompt_id=prompt_id, model_ids=[model_a_id, model_b_id])
     comparison = Comparison.from_db(
         connection.alias,
         ["id", "study_id", "prompt_id", "model_a_id", "model_b_id"],

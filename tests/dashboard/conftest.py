@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from drawbench.studies.roles import RESEARCHER_GROUP
+from tests.factories import PromptFactory, PromptSetFactory
 
 
 @pytest.fixture
@@ -17,3 +18,13 @@ def staff_client(client, staff_user):
     """The test client, logged in as the researcher."""
     client.force_login(staff_user)
     return client
+
+
+@pytest.fixture
+def prompt_set():
+    """A three-prompt set in two categories (the catalog pages' and the import API's)."""
+    prompt_set = PromptSetFactory(slug="mini", title="Mini")
+    PromptFactory(prompt_set=prompt_set, position=1, text="A red colored car.", category="Colors")
+    PromptFactory(prompt_set=prompt_set, position=2, text="Two cats.", category="Counting")
+    PromptFactory(prompt_set=prompt_set, position=3, text="A blue bird.", category="Colors")
+    return prompt_set

@@ -16,15 +16,16 @@ from drawbench.dashboard.catalog_forms import MAX_SAMPLES_PER_PROMPT, SampleImpo
 from drawbench.dashboard.catalog_selectors import IMPORT_JOBS_LISTED, sample_import_job_state
 from drawbench.dashboard.catalog_services import sample_import_job_execute
 from drawbench.dashboard.models import SampleImportJob
+from drawbench.generation.services import IMPORT_BACKEND
 from tests import api_support
 from tests.api_support import analyst_user, bare_staff_user, token_client
 from tests.dashboard.upload_support import folder_zip, png, zip_upload
-from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory
+from tests.factories import EvaluatedModelFactory
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/sample-imports/"
-IMPORTED = "drawbench.backends.imported.ImportBackend"
+IMPORTED = IMPORT_BACKEND  # the imported backend: samples made elsewhere
 SEED_BACKEND = "tests.generation.fake_backends.SeedImageBackend"
 # What the body adds to the job page's state (catalog_selectors.sample_import_job_state).
 ASKED_FOR = {
@@ -70,15 +71,6 @@ def bare_staff(django_user_model):
 @pytest.fixture
 def analyst(django_user_model):
     return token_client(analyst_user(django_user_model))
-
-
-@pytest.fixture
-def prompt_set():
-    prompt_set = PromptSetFactory(slug="mini", title="Mini")
-    PromptFactory(prompt_set=prompt_set, position=1, text="A red colored car.", category="Colors")
-    PromptFactory(prompt_set=prompt_set, position=2, text="Two cats.", category="Counting")
-    PromptFactory(prompt_set=prompt_set, position=3, text="A blue bird.", category="Colors")
-    return prompt_set
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from drawbench.dashboard.models import SampleImportJob
 from drawbench.generation.models import GenerationRun
 from drawbench.studies.services.studies import study_create
 from tests.dashboard.upload_support import folder_zip, png, zip_upload
-from tests.factories import EvaluatedModelFactory, PromptFactory, PromptSetFactory, SampleFactory
+from tests.factories import EvaluatedModelFactory, SampleFactory
 
 pytestmark = [pytest.mark.django_db]
 
@@ -31,15 +31,6 @@ def bare_staff_client(client, django_user_model):
     user = django_user_model.objects.create_user(username="bare-staff", password="pw-bare-123", is_staff=True)
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def prompt_set():
-    prompt_set = PromptSetFactory(slug="mini", title="Mini")
-    PromptFactory(prompt_set=prompt_set, position=1, text="A red colored car.", category="Colors")
-    PromptFactory(prompt_set=prompt_set, position=2, text="Two cats.", category="Counting")
-    PromptFactory(prompt_set=prompt_set, position=3, text="A blue bird.", category="Colors")
-    return prompt_set
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from drawbench.dashboard import catalog_services
 from drawbench.dashboard.models import SampleImportJob
 from tests.dashboard import test_catalog_pages as catalog_pages
 
-# The catalog pages' fixtures: a three-prompt set, a model with imported samples only, an upload waiting for a worker.
-prompt_set = catalog_pages.prompt_set
+# The catalog pages' fixtures: a model with imported samples only, an upload waiting for a worker (the three-prompt
+# set is tests/dashboard/conftest.py's).
 closed_model = catalog_pages.closed_model
 fresh_media = catalog_pages.fresh_media
 pending_job = catalog_pages.pending_job

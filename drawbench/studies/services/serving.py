@@ -135,7 +135,7 @@ def assignment_build(
     k = study.samples_per_side
     found: dict[int, list[tuple[int, str]]] = {comparison.model_a_id: [], comparison.model_b_id: []}
     if samples is None:
-        samples = sql.samples_of(study_id=study.pk, prompt_id=comparison.prompt_id, model_ids=list(found))
+        samples = sql.samples_of(study=study, prompt_id=comparison.prompt_id, model_ids=list(found))
     for sample_id, model_id, name in samples:
         found[model_id].append((sample_id, name))
     sides = []
