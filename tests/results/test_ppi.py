@@ -73,3 +73,36 @@ def test_ppi_interval_covers_with_a_good_judge():
 def test_gain_limit_formula():
     assert ppi_gain_limit(0.35, 0.8, 8, 1) == pytest.approx(1 / (1 - 0.35 * 0.64 * 8 / 9))
     assert ppi_gain_limit(0.35, 0.0, 64, 1) == 1.0
+    assert ppi_gain_limit(0.35, 0.8, 8, 1, design_effect=1.0) == ppi_gain_limit(0.35, 0.8, 8, 1)
+    assert ppi_gain_limit(0.35, 0.8, 8, 1, design_effect=1.4) == pytest.approx(1 / (1 - 0.25 * 0.64 * 8 / 9))
+
+
+def test_with_rater_clustering_the_best_lambda_reaches_the_design_limit_and_not_the_independent_one():
+    """y = g + w_rater + e, each comparison rated once, 40 raters answering 10 each: the rater design effect is
+    1 + ICC·9 = 2.8. The best λ (known in closed form here) removes ρ² of the between-comparison part and nothing of
+    the rater part, so its gain is the limit with s / design effect, far under the independent answers' limit."""
+    K, n, ratio, rho = 3000, 400, 8, 0.9
+    var_g, var_w, var_e = 1.0, 0.5, 1.0
+    var_y = var_g + var_w + var_e
+    share, icc, per_rater = var_g / var_y, var_w / var_y, 10
+    design_effect = 1 + icc * (per_rater - 1)
+    rng = np.random.default_rng(11)
+    prompts = 200
+    labeled = np.repeat(np.arange(prompts), n // prompts)
+    unlabeled = np.repeat(np.arange(prompts), n * ratio // prompts)
+    raters = rng.permutation(np.repeat(np.arange(n // per_rater), per_rater))
+    layout = ppi_layout(np.repeat(np.arange(4), prompts // 4), labeled, raters, unlabeled)
+    N = unlabeled.size
+    g = rng.normal(0, np.sqrt(var_g), size=(n + N, K))
+    F = rho * g / np.sqrt(var_g) + np.sqrt(1 - rho**2) * rng.normal(size=(n + N, K))
+    w = rng.normal(0, np.sqrt(var_w), size=(n // per_rater, K))
+    Y = g[:n] + w[raters] + rng.normal(0, np.sqrt(var_e), size=(n, K))
+    best = rho * np.sqrt(var_g) * N / (N + n)  # Cov(ȳ, f̄_L) / Var(f̄_L − f̄_U)
+    result = ppi_batch(Y, F, layout, n, lam=best)
+    gain = np.var(result.human_estimate[0]) / np.var(result.estimate[0])
+    limit = ppi_gain_limit(share, rho, N, n, design_effect=design_effect)
+    independent = ppi_gain_limit(share, rho, N, n)
+    assert limit == pytest.approx(1.115, abs=0.001) and independent == pytest.approx(1.405, abs=0.001)
+    assert gain == pytest.approx(limit, rel=0.04)
+    # The reported variances agree: the two-way clustered human-only variance sees the rater part.
+    assert np.mean(result.human_se[0] ** 2) / np.mean(result.se[0] ** 2) == pytest.approx(limit, rel=0.03)

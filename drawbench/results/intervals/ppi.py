@@ -16,7 +16,9 @@ prompt-clustered variance and their covariance through shared prompts (a judge s
 never raters), plus λ̂'s own sampling variance.
 
 The limit (DESIGN.md §8): a judge sees no rater noise, so with s the share of the human-only variance that lies
-between comparisons and ρ the judge's agreement, the variance falls at most by the factor 1 − s·ρ²·N/(N + n).
+between comparisons and ρ the judge's agreement, the variance falls at most by the factor 1 − s·ρ²·N/(N + n). For
+independent answers s is the share of answer variance between comparisons; rater clustering lowers it by the rater
+design effect (``ppi_gain_limit``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from drawbench.results.intervals.cluster import DfRule, two_way_cluster_batch
-from drawbench.results.intervals.core import DEFAULT_LEVEL, Layout, _as_columns
+from drawbench.results.intervals.core import DEFAULT_LEVEL, Layout, _as_columns, _indicator_T
 
 PPI_METHOD = "ppi_plus_plus_two_way_cluster_t"
 MIN_JUDGE_T2 = 4.0
@@ -80,8 +82,7 @@ def ppi_layout(
 def _group_mean(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """(groups, K) means of rows by group, and the counts."""
     counts = np.bincount(groups, minlength=n_groups).astype(float)
-    sums = np.zeros((n_groups, values.shape[1]))
-    np.add.at(sums, groups, values)
+    sums = _indicator_T(groups, n_groups) @ values
     return sums / np.maximum(counts, 1)[:, None], counts
 
 
@@ -102,17 +103,13 @@ def _prompt_cross(
     """(C, K) Σ_p T1_p·T2_p per category with G/(G − 1), T the per-prompt totals of two (rows, K) arrays whose
     rows carry prompt indices ``prompt`` (a pair of arrays may come from different rows: pass them pre-summed)."""
     P = prompt_category.size
-    totals_1 = np.zeros((P, first.shape[1]))
-    totals_2 = np.zeros((P, second.shape[1]))
-    np.add.at(totals_1, prompt[0], first)
-    np.add.at(totals_2, prompt[1], second)
+    totals_1 = _indicator_T(prompt[0], P) @ first
+    totals_2 = _indicator_T(prompt[1], P) @ second
     present = np.zeros(P, dtype=bool)
     present[prompt[0]] = True
     present[prompt[1]] = True
     per_category = _correction(np.bincount(prompt_category[present], minlength=C))
-    out = np.zeros((C, first.shape[1]))
-    np.add.at(out, prompt_category, totals_1 * totals_2)
-    return per_category[:, None] * out
+    return per_category[:, None] * (_indicator_T(prompt_category, C) @ (totals_1 * totals_2))
 
 
 def ppi_batch(
@@ -203,10 +200,9 @@ def ppi_batch(
     # the other half. A λ tuned on the very rows it corrects moves with their errors; with a strong judge that
     # added about 6% to the estimate's variance in bench/ppi.py, unseen by the variance formula.
     P = layout.n_prompts
-    total_a = np.zeros((P, K))
-    total_b = np.zeros((P, K))
-    np.add.at(total_a, prompt, a_rows)
-    np.add.at(total_b, prompt, b_rows)
+    by_prompt = _indicator_T(prompt, P)
+    total_a = by_prompt @ a_rows
+    total_b = by_prompt @ b_rows
     fold = np.random.default_rng(0).permutation(P) % 2
     other_ab = np.stack([(total_a * total_b)[fold != k].sum(axis=0) for k in (0, 1)])  # (2, K)
     other_bb = np.stack([(total_b**2)[fold != k].sum(axis=0) for k in (0, 1)])
@@ -285,6 +281,14 @@ def _labeled_layout(layout: Layout, n_labeled: int) -> Layout:
     )
 
 
-def ppi_gain_limit(s: float, rho: float, N: float, n: float) -> float:
-    """The most PPI++ can save on a mean (DESIGN.md §8): 1 / (1 − s·ρ²·N/(N + n))."""
-    return 1.0 / (1.0 - s * rho**2 * N / (N + n))
+def ppi_gain_limit(s: float, rho: float, N: float, n: float, design_effect: float = 1.0) -> float:
+    """The most PPI++ can save on a mean (DESIGN.md §8): 1 / (1 − s·ρ²·N/(N + n)), s the share of answer variance
+    that lies between comparisons.
+
+    The bound holds as written for independent answers. Where a rater answers several comparisons, the rater's own
+    leaning is shared by them: it inflates the human-only mean's variance by ``design_effect`` (Var(ȳ) over
+    Var(y)/n, for comparisons each rated once), and a judge, who sees no rater, can remove none of that. The share
+    of the mean's variance that lies between comparisons is then s / design_effect, and that is the s of the bound:
+    Var(θ̂) ≥ Var(ȳ) − ρ²·(s·Var(y)/n)·N/(N + n) for any single λ."""
+    share = s / design_effect
+    return 1.0 / (1.0 - share * rho**2 * N / (N + n))
