@@ -177,12 +177,38 @@ def _newton_batch(
 def _mle_exists(totals: np.ndarray, pairs: np.ndarray, n_models: int, model: PairModel) -> np.ndarray:
     """(batch,) whether the maximum-likelihood estimate is finite, for pair totals (batch, pairs, 3) of i wins, ties,
     j wins: Zermelo's condition (every model reaches every other by "scored against" steps, a tie counting both
-    ways), and for Davidson ties and decisive judgments both (Davidson 1970)."""
+    ways), and for Davidson at least one tie and ``_davidson_unbounded`` false.
+
+    Both models are multinomial logits, whose maximum is finite exactly when no direction of the parameters raises
+    every observed outcome's logit against the others' (no separation: Albert & Anderson 1984)."""
     reach = _reach(totals, pairs, n_models)
     exists = reach.all(axis=(1, 2))
     if model == "davidson":
-        exists &= (totals[..., 1].sum(axis=1) > 0) & (totals[..., [0, 2]].sum(axis=(1, 2)) > 0)
+        exists &= (totals[..., 1].sum(axis=1) > 0) & ~_davidson_unbounded(totals, pairs, n_models)
     return exists
+
+
+def _davidson_unbounded(totals: np.ndarray, pairs: np.ndarray, n_models: int) -> np.ndarray:
+    """(batch,) whether Davidson's likelihood rises without bound along a direction with log ν growing.
+
+    Relative to a tie, a win of i over j has logit (β_i − β_j)/2 − log ν. Raise log ν by ½ and move the strengths
+    by x: every observed outcome's logit gains on the others' exactly when, per pair (Δ = x_i − x_j), a win of i
+    gives Δ ≥ 1, a win of j gives Δ ≤ −1 and a tie gives |Δ| ≤ 1. Such x exists iff this system of difference
+    constraints has no negative cycle (Bellman 1958): a cycle of pairs whose decisive judgments contradict each
+    other (at its simplest, one pair with wins both ways). Without one, ν and the strength gaps grow together and
+    the fit only approaches the saturated likelihood (e.g. pairs with wins one way and ties beside them)."""
+    batch = totals.shape[0]
+    # weight[i, j]: the bound w in x_j − x_i ≤ w (an edge i → j); a win of i gives −1, a tie +1, nothing ∞.
+    weight = np.full((batch, n_models, n_models), np.inf)
+    i, j = pairs[:, 0], pairs[:, 1]
+    ties = totals[..., 1] > 0
+    weight[:, i, j] = np.where(totals[..., 0] > 0, -1.0, np.where(ties, 1.0, np.inf))
+    weight[:, j, i] = np.where(totals[..., 2] > 0, -1.0, np.where(ties, 1.0, np.inf))
+    distance = np.minimum(weight, np.where(np.eye(n_models, dtype=bool), 0.0, np.inf))
+    for k in range(n_models):  # Floyd–Warshall, every resample at once
+        distance = np.minimum(distance, distance[:, :, k, None] + distance[:, None, k, :])
+    negative_cycle = (np.diagonal(distance, axis1=1, axis2=2) < 0).any(axis=1)
+    return ~negative_cycle
 
 
 # The penalised fit (stated on the page): one virtual judgment per compared pair, spread evenly over its outcomes
@@ -278,13 +304,23 @@ def _separation_reason(folded: PairCounts, model: PairModel) -> str:
             f"{folded.models[i]} never wins or ties, directly or through other models, against {folded.models[j]} "
             "(perfect separation)"
         )
-    return "Davidson's tie parameter needs both ties and decisive judgments"
+    if folded.counts[..., 1].sum() == 0 or folded.counts[..., [0, 2]].sum() == 0:
+        return "Davidson's tie parameter needs both ties and decisive judgments"
+    return (
+        "no pair of models, directly or around a cycle of pairs, has decisive judgments both ways, so Davidson's tie "
+        "parameter and the strength gaps grow without bound together"
+    )
+
+
+# Strengths are log-odds of order 1: interval ends closer than this are equal (models with identical records fit to
+# ±1e-15, not to 0).
+SEPARATION_TOLERANCE = 1e-9
 
 
 def _ranks(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ranks from interval overlap: 1 + models surely better; best and worst ranks compatible with the intervals."""
-    surely_better = (low[None, :] > high[:, None]).sum(axis=1)
-    surely_worse = (high[None, :] < low[:, None]).sum(axis=1)
+    surely_better = (low[None, :] > high[:, None] + SEPARATION_TOLERANCE).sum(axis=1)
+    surely_worse = (high[None, :] < low[:, None] - SEPARATION_TOLERANCE).sum(axis=1)
     return 1 + surely_better, 1 + surely_better, low.size - surely_worse
 
 
@@ -295,7 +331,7 @@ def _tiers(strength: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarra
     tiers = np.empty(strength.size, dtype=np.int64)
     tier, leader = 1, order[0]
     for index in order:
-        if high[index] < low[leader]:
+        if high[index] < low[leader] - SEPARATION_TOLERANCE:
             tier, leader = tier + 1, index
         tiers[index] = tier
     return tiers
@@ -321,9 +357,10 @@ def model_ranking(
     fragility audit (``fragility``).
 
     Where the data have no finite MLE (``_mle_exists``: a model that never wins or ties against the others, or
-    Davidson without ties) the fit falls back to the penalised likelihood (``VIRTUAL_JUDGMENTS_PER_PAIR``) and says
-    so (``penalised``, ``penalty_reason``). A bootstrap resample without a finite MLE gets the same penalised fit
-    (``separated_resamples`` counts them), so every interval end is a fitted value, never an iteration cap.
+    Davidson without ties or without decisive judgments that contradict each other) the fit falls back to the
+    penalised likelihood (``VIRTUAL_JUDGMENTS_PER_PAIR``) and says so (``penalised``, ``penalty_reason``). A
+    bootstrap resample without a finite MLE gets the same penalised fit (``separated_resamples`` counts them), so
+    every interval end is a fitted value, never an iteration cap.
 
     The intervals reflect prompt sampling only: where raters carry model preferences of their own (few raters
     rating many comparisons) they are too narrow, as ``prompt_bootstrap`` is for s; read them beside the
@@ -434,7 +471,7 @@ def _flip_count(
     folded: PairCounts, model: PairModel, jac: np.ndarray, params: np.ndarray, i: int, j: int
 ) -> tuple[int | None, int | None, np.ndarray | None]:
     """Judgments whose removal reverses β_i > β_j (strictly, after the refit): (approximate count, confirmed count,
-    the removed judgments as pair totals (pairs, 3), or None when no removal flips it).
+    the removed judgments as pair totals (pairs, 3), or None when no removal flips it); 0 where the two are tied.
 
     Approximate maximum-influence perturbation (Broderick, Giordano & Meager 2020): removing one judgment of kind k
     on pair p moves the parameters by about H⁻¹·g_pk (H the log-likelihood's Hessian, g_pk that judgment's score),
@@ -443,6 +480,8 @@ def _flip_count(
     whose refit reverses the order (bisection between a removal count that does not flip and one that does).
     """
     totals = folded.counts.sum(axis=0)
+    if _gap(params, len(folded.models), i, j) <= SEPARATION_TOLERANCE:
+        return 0, 0, np.zeros_like(totals)  # tied already (identical records): the order is not the data's
     outcomes = _outcome_counts(totals, model)
     exists = _mle_exists(totals[None], folded.pairs, len(folded.models), model)[0]
     _, _, hessian = _loglik(params[None], (outcomes if exists else _penalised(outcomes))[None], jac)

@@ -247,3 +247,65 @@ def test_fragility_audit_counts_are_confirmed_by_refitting_the_frame_without_the
     far = audit.loc[("adjacent", "a", "c")]
     assert far["n_to_flip"] > 10 * row["n_to_flip"]
     assert rk.winner_fragility(ranking.fragility)["n_to_flip"] == 1
+
+
+def _frame_of_counts(counts: dict[tuple[str, str], tuple[int, int, int]]) -> pd.DataFrame:
+    """(first wins, ties, second wins) per pair, one prompt per judgment."""
+    rows, prompt = [], 0
+    for (a, b), per_kind in counts.items():
+        for choice, count in zip(("A", "tie", "B"), per_kind, strict=True):
+            for _ in range(count):
+                rows.append((a, b, choice, prompt, "c"))
+                prompt += 1
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "choice", "prompt_id", "category"])
+
+
+def test_davidson_whose_decisive_judgments_never_contradict_has_no_finite_fit_and_says_so():
+    # Wins one way beside ties on every pair with decisive judgments: ν and the gaps can grow together, so the
+    # likelihood only approaches its saturated value (a fit "converged" there with ν = 7.6e9 and strengths ±43).
+    frame = _frame_of_counts({("m0", "m2"): (0, 2, 0), ("m0", "m3"): (1, 3, 0), ("m1", "m2"): (1, 3, 0)})
+    ranking = rk.model_ranking(frame, "davidson", B=200)
+    assert ranking.penalised and "decisive judgments both ways" in ranking.penalty_reason
+    assert ranking.tie_parameter < 100 and np.abs(ranking.table[["strength", "low", "high"]]).max(axis=None) < 10
+    # One contradicting pair (wins both ways) or a cycle of one-way wins makes the maximum finite again.
+    assert not rk.model_ranking(_frame_of_counts({("a", "b"): (5, 3, 1)}), "davidson", B=20).penalised
+    cycle = {("a", "b"): (2, 1, 0), ("b", "c"): (2, 0, 0), ("c", "a"): (2, 0, 0)}
+    assert not rk.model_ranking(_frame_of_counts(cycle), "davidson", B=20).penalised
+
+
+@pytest.mark.parametrize("model", ["bradley_terry", "davidson"])
+def test_mle_exists_exactly_where_the_unpenalised_fit_stays_finite(model):
+    """_mle_exists against the likelihood itself on 600 small random data sets (2-4 models, 0-4 judgments of each
+    kind per pair): where it says a finite maximum exists, Newton converges to modest strengths; where it says not,
+    the log-likelihood climbs to within 1e-6 of its saturated value (every pair's observed shares), which no finite
+    parameters reach when some pair's shares are not those of the model's family."""
+    rng = np.random.default_rng(3)
+    disagreements = []
+    for index in range(600):
+        k = int(rng.integers(2, 5))
+        pairs = np.array([(i, j) for i in range(k) for j in range(i + 1, k)])
+        totals = rng.integers(0, 5, size=(len(pairs), 3)) * (rng.random((len(pairs), 3)) < 0.5)
+        keep = totals.sum(axis=1) > 0
+        pairs, totals = pairs[keep], totals[keep]
+        if len(pairs) == 0 or not np.isin(np.arange(k), pairs).all():
+            continue
+        exists = rk._mle_exists(totals[None].astype(float), pairs, k, model)[0]
+        if not rk._reach(totals[None], pairs, k)[0].all():
+            continue  # perfect separation: covered by the tests above
+        jac = rk._design(pairs, k, model)
+        outcomes = rk._outcome_counts(totals.astype(float), model)
+        params, converged = rk._newton_batch(np.zeros((1, jac.shape[-1])), outcomes[None], jac, max_iter=400)
+        value, _, _ = rk._loglik(params, outcomes[None], jac, derivatives=False)
+        shares = outcomes / outcomes.sum(axis=1, keepdims=True)
+        saturated = float((outcomes * np.log(np.where(outcomes > 0, shares, 1.0))).sum())
+        finite = bool(converged[0]) and np.abs(params).max() < 15
+        if exists != finite:
+            disagreements.append((index, totals.tolist(), exists, finite, float(value[0]) - saturated))
+    assert disagreements == []
+
+
+def test_models_with_identical_records_share_rank_and_tier():
+    ranking = rk.model_ranking(_frame_of_counts({("a", "b"): (0, 10, 0)}), "davidson", B=50)
+    assert ranking.penalised  # all ties: no decisive judgment for ν
+    assert set(ranking.table["rank"]) == {1} and set(ranking.table["tier"]) == {1}
+    assert (ranking.fragility["n_to_flip"] == 0).all()
