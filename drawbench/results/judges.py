@@ -13,7 +13,7 @@ beside the human-only result and gives a useless judge a weight near zero.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +57,21 @@ class Judge:
     - ``score_comparisons(sets_a, sets_b)``: the judge's preference for each comparison, in [0, 1] like a human
       answer. By default the share of (image of A, image of B) pairs in which A's image scores higher, a tie
       counting ½: the probability that a random image of set A beats a random image of set B.
+    - ``check_sample_ids(sample_ids, scope=...)``: raise ValueError when the judge's own data names a sample outside
+      ``sample_ids`` (every sample of the study judged, ``scope`` saying so, e.g. "a sample of study 3"). By default
+      nothing to check: a judge that computes its scores knows no samples of its own.
+
+    Errors a judge cannot work past (a missing file, a folder without weights, a bad row) are ValueErrors naming the
+    file, and where there is one the line and field, so that the command that runs it can say what is wrong.
     """
 
     name = "judge"
 
     def score_samples(self, samples: Sequence[SampleItem]) -> np.ndarray:
         raise NotImplementedError("subclasses of Judge must provide score_samples()")
+
+    def check_sample_ids(self, sample_ids: Collection[int], *, scope: str) -> None:
+        return None
 
     def score_comparisons(
         self, sets_a: Sequence[Sequence[SampleItem]], sets_b: Sequence[Sequence[SampleItem]]
@@ -115,6 +124,11 @@ class ClipJudge(Judge):
         self.path = Path(path)
         if not self.path.is_dir():
             raise ValueError(f"CLIP judge: {self.path} is not a folder with local CLIP weights.")
+        # Checked here, before any image is read: a folder that save_pretrained never wrote to has no config.json.
+        if not (self.path / "config.json").is_file():
+            raise ValueError(
+                f"CLIP judge: {self.path} has no config.json: not a folder written by CLIPModel.save_pretrained."
+            )
         self.batch_size = batch_size
         self._loaded = None
 
@@ -122,8 +136,12 @@ class ClipJudge(Judge):
         if self._loaded is None:
             from transformers import CLIPModel, CLIPProcessor
 
-            model = CLIPModel.from_pretrained(self.path, local_files_only=True).eval()
-            processor = CLIPProcessor.from_pretrained(self.path, local_files_only=True)
+            # transformers raises OSError for a folder that lacks the weights or the processor's files.
+            try:
+                model = CLIPModel.from_pretrained(self.path, local_files_only=True).eval()
+                processor = CLIPProcessor.from_pretrained(self.path, local_files_only=True)
+            except OSError as exc:
+                raise ValueError(f"CLIP judge: cannot load CLIP weights from {self.path}: {exc}") from exc
             self._loaded = model, processor
         return self._loaded
 
@@ -153,27 +171,54 @@ class ClipJudge(Judge):
 
 class CsvScoreJudge(Judge):
     """Per-sample scores computed elsewhere (HPSv2, ImageReward, PickScore, ...), from a CSV with the header
-    ``sample,score``: sample is the sample's id."""
+    ``sample,score``: sample is the sample's id. The judge is named after the file (``hpsv2.csv`` → ``hpsv2``), so
+    that two metrics from two files are stored apart. A UTF-8 byte order mark (Excel writes one) is allowed."""
 
     name = "csv"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.name = self.path.stem
         self.scores: dict[int, float] = {}
-        with open(self.path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or not {"sample", "score"} <= set(reader.fieldnames):
-                raise ValueError(f"{self.path}: expected a header 'sample,score', got {reader.fieldnames}.")
-            for line, row in enumerate(reader, start=2):
-                try:
-                    sample, score = int(row["sample"]), float(row["score"])
-                except (TypeError, ValueError):
-                    raise ValueError(f"{self.path}, line {line}: sample must be an id and score a number.") from None
-                if not np.isfinite(score):
-                    raise ValueError(f"{self.path}, line {line}: score {row['score']!r} is not a finite number.")
-                if sample in self.scores:
-                    raise ValueError(f"{self.path}, line {line}: sample {sample} is scored twice.")
-                self.scores[sample] = score
+        self.lines: dict[int, int] = {}  # sample id → the line that scores it, for errors
+        try:
+            with open(self.path, encoding="utf-8-sig", newline="") as handle:
+                self._read(csv.DictReader(handle, skipinitialspace=True))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+        except OSError as exc:
+            raise ValueError(f"CSV judge: cannot read {self.path}: {exc.strerror or exc}.") from None
+
+    def _read(self, reader: csv.DictReader) -> None:
+        if reader.fieldnames is None or not {"sample", "score"} <= set(reader.fieldnames):
+            raise ValueError(f"{self.path}: expected a header 'sample,score', got {reader.fieldnames}.")
+        for row in reader:
+            line = reader.line_num
+            sample = self._field(row, "sample", line, int, "is not a sample id")
+            score = self._field(row, "score", line, float, "is not a number")
+            if not np.isfinite(score):
+                raise ValueError(f'{self.path}, line {line}, field "score": "{row["score"]}" is not a finite number.')
+            if sample in self.scores:
+                raise ValueError(f"{self.path}, line {line}: sample {sample} is scored twice.")
+            self.scores[sample] = score
+            self.lines[sample] = line
+
+    def _field(self, row: dict, field: str, line: int, parse: Callable[[str], float], problem: str) -> float:
+        value = row[field]
+        if value is None or not value.strip():
+            raise ValueError(f'{self.path}, line {line}, field "{field}" is empty.')
+        try:
+            return parse(value)
+        except ValueError:
+            raise ValueError(f'{self.path}, line {line}, field "{field}": "{value}" {problem}.') from None
+
+    def check_sample_ids(self, sample_ids: Collection[int], *, scope: str) -> None:
+        """A row for a sample outside ``sample_ids`` is a mistyped id or the wrong file: refused, never dropped."""
+        unknown = sorted((line, sample) for sample, line in self.lines.items() if sample not in sample_ids)
+        if unknown:
+            line, sample = unknown[0]
+            more = f" (and {len(unknown) - 1} more such rows)" if len(unknown) > 1 else ""
+            raise ValueError(f"{self.path}, line {line}: sample {sample} is not {scope}{more}.")
 
     def score_samples(self, samples: Sequence[SampleItem]) -> np.ndarray:
         missing = [item.sample_id for item in samples if item.sample_id not in self.scores]

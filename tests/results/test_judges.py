@@ -2,6 +2,7 @@
 CLIP built offline), per-sample scores from a CSV, and the comparison score built from sample scores."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -65,6 +66,52 @@ def test_csv_judge_reads_sample_scores_and_names_what_is_missing(tmp_path):
     path.write_text("sample,score\n1,2\n1,3\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 3: sample 1 is scored twice"):
         judges.CsvScoreJudge(path)
+
+
+def test_csv_judge_names_the_field_and_value_that_is_not_a_number(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("sample,score\n1,0.5\n2,abc\n", encoding="utf-8")
+    with pytest.raises(ValueError) as error:
+        judges.CsvScoreJudge(path)
+    assert str(error.value) == f'{path}, line 3, field "score": "abc" is not a number.'
+    path.write_text("sample,score\n1,0.5\nx7,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match='line 3, field "sample": "x7" is not a sample id'):
+        judges.CsvScoreJudge(path)
+    path.write_text("sample,score\n1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match='line 2, field "score" is empty'):
+        judges.CsvScoreJudge(path)
+
+
+def test_csv_judge_reads_a_file_with_a_byte_order_mark_and_spaces_after_commas(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("sample, score\n1, 0.25\n", encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert judges.CsvScoreJudge(path).scores == {1: 0.25}
+
+
+def test_csv_judge_is_named_after_its_file(tmp_path):
+    (tmp_path / "hpsv2.csv").write_text("sample,score\n1,0.25\n", encoding="utf-8")
+    assert judges.judge_from_spec(f"csv:{tmp_path / 'hpsv2.csv'}").name == "hpsv2"
+
+
+def test_csv_judge_refuses_a_row_for_a_sample_outside_those_judged(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("sample,score\n1,0.25\n999999,1\n2,0.5\n888888,0\n", encoding="utf-8")
+    judge = judges.CsvScoreJudge(path)
+    judge.check_sample_ids({1, 2, 999999, 888888}, scope="a sample of study 3")
+    with pytest.raises(ValueError) as error:
+        judge.check_sample_ids({1, 2}, scope="a sample of study 3")
+    assert str(error.value) == f"{path}, line 3: sample 999999 is not a sample of study 3 (and 1 more such rows)."
+
+
+def test_csv_judge_says_which_file_it_cannot_read(tmp_path):
+    with pytest.raises(ValueError, match=re.escape(f"cannot read {tmp_path / 'missing.csv'}: No such file")):
+        judges.judge_from_spec(f"csv:{tmp_path / 'missing.csv'}")
+    with pytest.raises(ValueError, match=re.escape(f"cannot read {tmp_path}: Is a directory")):
+        judges.judge_from_spec(f"csv:{tmp_path}")
+    (tmp_path / "latin1.csv").write_bytes("sample,score\n1,0.5 \xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.csv: not UTF-8 text"):
+        judges.judge_from_spec(f"csv:{tmp_path / 'latin1.csv'}")
 
 
 def test_unknown_judge_spec_is_refused():
@@ -132,3 +179,16 @@ def test_clip_judge_scores_samples_from_local_weights(tiny_clip):
 def test_clip_judge_refuses_a_folder_that_does_not_exist(tmp_path):
     with pytest.raises(ValueError, match="is not a folder with local CLIP weights"):
         judges.ClipJudge(tmp_path / "missing")
+
+
+def test_clip_judge_refuses_a_folder_without_a_saved_model(tmp_path):
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path} has no config.json")):
+        judges.ClipJudge(tmp_path)
+
+
+def test_clip_judge_says_which_folder_lacks_the_weights(tiny_clip):
+    for weights in [*tiny_clip.glob("*.safetensors"), *tiny_clip.glob("*.bin")]:
+        weights.unlink()
+    judge = judges.judge_from_spec(f"clip:{tiny_clip}")
+    with pytest.raises(ValueError, match=re.escape(f"cannot load CLIP weights from {tiny_clip}")):
+        judge.score_samples(toy_items(CAPTIONS[:1]))
