@@ -1,8 +1,10 @@
 """A study's release bundle: everything a third party needs to recompute every number of its results.
 
-``study_bundle`` returns the files (name → bytes); ``export_study --bundle DIR`` writes them. The judgments CSV is
-written exactly as stored (no spreadsheet quoting), with every judgment (excluded ones flagged), and its data
-dictionary carries the pandas code that reads it back with every column's dtype (``READ_JUDGMENTS``).
+``study_bundle`` returns the files (name → bytes); ``export_study --bundle DIR`` writes them. Every CSV is written
+exactly as stored (no spreadsheet quoting), and each has a data dictionary (``NAME.dictionary.json``: every column's
+dtype, whether it can be missing, what it means) carrying the pandas code that reads it back with those dtypes
+(``READ_BUNDLE_CSV``): plain ``read_csv`` would read a category named "NA" as missing and an integer column with a
+missing value (``seed`` of an imported sample) as float64.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import json
 import platform
 import tomllib
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from rest_framework import serializers
 
 from drawbench.catalog.models import Sample
 from drawbench.results import stats
@@ -24,41 +28,170 @@ from drawbench.results.selectors import JUDGMENT_COLUMN_DESCRIPTIONS, JUDGMENT_C
 from drawbench.results.stats import methods_text
 from drawbench.studies.models import Study
 
-JUDGMENTS_FILE = "judgments.csv"
-DICTIONARY_FILE = "judgments.dictionary.json"
-# The documented read code (README, data dictionary): plain pandas, run as is by the bundle tests.
-READ_JUDGMENTS = """import json
+# The documented read code (README, every data dictionary): plain pandas, run as is by the bundle tests. Only an
+# empty field of a column the dictionary marks nullable is missing; "NA", "null" or "nan" elsewhere stay text.
+READ_BUNDLE_CSV = """import json
 
 import pandas as pd
 
-columns = json.load(open("judgments.dictionary.json", encoding="utf-8"))["columns"]
-dtypes = {column["name"]: column["dtype"] for column in columns}
-dates = [name for name, dtype in dtypes.items() if dtype.startswith("datetime")]
-judgments = pd.read_csv(
-    "judgments.csv",
-    encoding="utf-8",
-    dtype={name: ("object" if dtype == "str" or name in dates else dtype) for name, dtype in dtypes.items()},
-    keep_default_na=False,  # a prompt reading "NA" or "null" stays text
-    na_values={name: [""] for name in dates},  # only an unrecorded time is missing
-)
-for name in dates:
-    judgments[name] = pd.to_datetime(judgments[name], utc=True, format="ISO8601")
-judgments = judgments.astype(dtypes)
+
+def read_bundle_csv(name):
+    # NAME.csv of the bundle with every column's dtype, as NAME.dictionary.json describes it. pandas 3 (the
+    # version is in software.json): its "str" dtype keeps a missing text field missing.
+    columns = json.load(open(f"{name}.dictionary.json", encoding="utf-8"))["columns"]
+    dtypes = {column["name"]: column["dtype"] for column in columns}
+    dates = [column for column, dtype in dtypes.items() if dtype.startswith("datetime")]
+    frame = pd.read_csv(
+        f"{name}.csv",
+        encoding="utf-8",
+        dtype={column: ("object" if column in dates else dtype) for column, dtype in dtypes.items()},
+        keep_default_na=False,  # a category or a prompt reading "NA" or "null" stays text
+        na_values={column["name"]: [""] for column in columns if column["nullable"]},  # nothing else is missing
+    )
+    for column in dates:
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    return frame.astype(dtypes)
 """
 SOFTWARE = ("django", "numpy", "scipy", "pandas", "statsmodels")
 
 
-def judgments_dictionary() -> dict[str, Any]:
-    return {
-        "file": JUDGMENTS_FILE,
-        "encoding": "utf-8",
-        "columns": [
-            {"name": name, "dtype": dtype, "description": JUDGMENT_COLUMN_DESCRIPTIONS[name]}
-            for name, dtype in JUDGMENT_COLUMNS.items()
-        ],
-        "missing": "An empty field is missing (shown_at only); every other field is always present.",
-        "read_with_pandas": READ_JUDGMENTS,
-    }
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # a pandas dtype: int64, Int64 (an integer that can be missing), float64, bool, str, datetime64[…]
+    nullable: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class CsvFile:
+    """One CSV of the bundle: ``stem``.csv, described by ``stem``.dictionary.json; read into ``variable``."""
+
+    stem: str
+    variable: str
+    columns: tuple[Column, ...]
+    missing: str
+
+    @property
+    def file(self) -> str:
+        return f"{self.stem}.csv"
+
+    @property
+    def dictionary_file(self) -> str:
+        return f"{self.stem}.dictionary.json"
+
+    @property
+    def header(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    @property
+    def read_code(self) -> str:
+        return f'{READ_BUNDLE_CSV}\n\n{self.variable} = read_bundle_csv("{self.stem}")\n'
+
+    def dictionary(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "encoding": "utf-8",
+            "columns": [asdict(column) for column in self.columns],
+            "missing": self.missing,
+            "read_with_pandas": self.read_code,
+        }
+
+
+# results.csv columns without help text on the API's serializer (the others are described by their help text).
+RESULT_COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "study_id": "The study.",
+    "question": "The question answered (fidelity, alignment).",
+    "scope": "overall (every prompt) or category (the prompts of one category).",
+    "n_prompts": "Prompts with at least one judgment in this row.",
+    "n_raters": "Raters with at least one judgment in this row.",
+    "count_a": "Judgments preferring model_a.",
+    "count_tie": "Ties.",
+    "count_b": "Judgments preferring model_b.",
+    "share_a": "count_a / n.",
+    "share_tie": "count_tie / n.",
+    "share_b": "count_b / n.",
+    "share_a_ci_high": "Upper end of the interval of share_a.",
+    "share_tie_ci_low": "Lower end of the interval of share_tie.",
+    "share_tie_ci_high": "Upper end of the interval of share_tie.",
+    "share_b_ci_low": "Lower end of the interval of share_b.",
+    "share_b_ci_high": "Upper end of the interval of share_b.",
+    "ci_high": "Upper end of the interval of s.",
+    "left_rate_low": "Lower end of the interval of left_rate.",
+    "left_rate_high": "Upper end of the interval of left_rate.",
+}
+
+
+def _serializer_dtype(name: str, field: serializers.Field) -> str:
+    if isinstance(field, serializers.BooleanField):
+        return "bool"
+    if isinstance(field, serializers.IntegerField):
+        return "Int64" if field.allow_null else "int64"
+    if isinstance(field, serializers.FloatField):
+        return "float64"
+    if isinstance(field, serializers.CharField | serializers.ChoiceField):
+        return "str"
+    raise TypeError(f"results.csv column {name!r}: no pandas dtype for a {type(field).__name__}.")
+
+
+def _results_columns() -> tuple[Column, ...]:
+    """From the results API's serializer, the one source of the columns, their types and their help text."""
+    fields = StudyResultsApi.OutputSerializer().fields
+    return tuple(
+        Column(
+            name,
+            _serializer_dtype(name, fields[name]),
+            bool(fields[name].allow_null),
+            str(fields[name].help_text or RESULT_COLUMN_DESCRIPTIONS[name]),
+        )
+        for name in StudyResultsApi.header()
+    )
+
+
+JUDGMENTS = CsvFile(
+    stem="judgments",
+    variable="judgments",
+    columns=tuple(
+        Column(name, dtype, name == "shown_at", JUDGMENT_COLUMN_DESCRIPTIONS[name])
+        for name, dtype in JUDGMENT_COLUMNS.items()
+    ),
+    missing="An empty field is missing (shown_at only); every other field is always present.",
+)
+RESULTS = CsvFile(
+    stem="results",
+    variable="results",
+    columns=_results_columns(),
+    missing="An empty field of a nullable column is missing (category of an overall row, an undefined interval "
+    "or standard error, B and seed of an analytic method); every other field is always present.",
+)
+PROMPTS = CsvFile(
+    stem="prompts",
+    variable="prompts",
+    columns=(
+        Column("id", "int64", False, "The prompt (prompt_id in judgments.csv and samples.csv)."),
+        Column("position", "int64", False, "1-based position of the prompt in its prompt set's original order."),
+        Column("category", "str", False, "The prompt's category (a stratum of every interval)."),
+        Column("text", "str", False, "The prompt's text, as shown to the rater."),
+    ),
+    missing="No field is ever missing.",
+)
+SAMPLES = CsvFile(
+    stem="samples",
+    variable="samples",
+    columns=(
+        Column("sample_id", "int64", False, "The sample (the ids in left_sample_ids / right_sample_ids)."),
+        Column("model", "str", False, "The evaluated model that made it, name@version."),
+        Column("prompt_id", "int64", False, "The prompt it was made for."),
+        Column("index", "int64", False, "0-based index among this model's samples of this prompt."),
+        Column("seed", "Int64", True, "Generation seed; missing for a sample imported from elsewhere."),
+        Column("sha256", "str", False, "sha256 of the image file's bytes, hex."),
+        Column("width", "int64", False, "Image width, pixels."),
+        Column("height", "int64", False, "Image height, pixels."),
+        Column("file", "str", False, "The image's path in the site's media storage (named by its content hash)."),
+    ),
+    missing="An empty field is missing (seed only); every other field is always present.",
+)
+CSV_FILES = (JUDGMENTS, RESULTS, PROMPTS, SAMPLES)
 
 
 def software_versions() -> dict[str, str]:
@@ -98,8 +231,8 @@ def study_config(study: Study) -> dict[str, Any]:
 
 
 def study_bundle(*, study: Study, method: str = stats.DEFAULT_INTERVAL_METHOD) -> dict[str, bytes]:
-    """The bundle's files: judgments with their dictionary, results (rows, ranking, fragility, methods text), the
-    study's config and prompt set, the sample manifest with content hashes, and the software versions."""
+    """The bundle's files: judgments, results (rows, ranking, fragility, methods text), the study's config and
+    prompt set, the sample manifest with content hashes, the software versions, and a data dictionary per CSV."""
     judgments = StudyJudgmentListApi.export(study=study, include_excluded=True)
     results = study_results(study=study, method=method)
     rows = _finite_or_null(
@@ -156,17 +289,16 @@ def study_bundle(*, study: Study, method: str = stats.DEFAULT_INTERVAL_METHOD) -
         }
         for s in samples
     ]
-    sample_header = ["sample_id", "model", "prompt_id", "index", "seed", "sha256", "width", "height", "file"]
     return {
-        JUDGMENTS_FILE: csv_bytes(judgments, StudyJudgmentListApi.header(), spreadsheet_safe=False),
-        DICTIONARY_FILE: _json(judgments_dictionary()),
+        JUDGMENTS.file: csv_bytes(judgments, JUDGMENTS.header, spreadsheet_safe=False),
         "results.json": _json(
             {"settings": settings_used, "methods": methods, "rows": rows, "ranking": ranking, "fragility": fragility}
         ),
-        "results.csv": csv_bytes(rows, StudyResultsApi.header(), spreadsheet_safe=False),
+        RESULTS.file: csv_bytes(rows, RESULTS.header, spreadsheet_safe=False),
         "study.json": _json(study_config(study)),
-        "prompts.csv": csv_bytes(list(prompts), ["id", "position", "category", "text"], spreadsheet_safe=False),
-        "samples.csv": csv_bytes(sample_rows, sample_header, spreadsheet_safe=False),
+        PROMPTS.file: csv_bytes(list(prompts), PROMPTS.header, spreadsheet_safe=False),
+        SAMPLES.file: csv_bytes(sample_rows, SAMPLES.header, spreadsheet_safe=False),
+        **{csv_file.dictionary_file: _json(csv_file.dictionary()) for csv_file in CSV_FILES},
         "software.json": _json(software_versions()),
         "METHODS.md": (methods + "\n").encode("utf-8"),
     }

@@ -487,6 +487,22 @@ def study_position_bias(frame: pd.DataFrame, *, level: float = DEFAULT_LEVEL) ->
     }
 
 
+# The rankings' paragraph of ``methods_text``. The tier sentence states ``ranking._tiers`` (a leader rule, not
+# "overlapping intervals share a tier"); the intervals' blind spot is ``ranking.model_ranking``'s own caveat.
+RANKING_METHODS = (
+    "Rankings of three or more models are Bradley–Terry fits (Bradley & Terry 1952; a tie counts as half a win) and "
+    "fits of Davidson's tie model (Davidson 1970) by maximum likelihood, with percentile intervals from a "
+    "prompt-cluster bootstrap stratified by category (B = {B}, seed {seed}); a resample without a finite maximum "
+    "(Zermelo 1929) is refitted with one virtual judgment per pair. These intervals reflect prompt sampling only: "
+    "raters are not resampled, so where raters carry model preferences of their own (few raters rating many "
+    "comparisons) they are too narrow. Tiers follow a leader rule: walking down the models by strength, a model "
+    "opens a new tier when its interval lies wholly below the interval of the first model of the current tier, and "
+    "otherwise joins that tier (so two models of one tier may have disjoint intervals, and a model may overlap one "
+    "of the tier above). The fragility audit counts the fewest judgments whose removal reverses an order, by "
+    "approximate maximum-influence perturbation (Broderick, Giordano & Meager 2020) confirmed by refitting."
+)
+
+
 def methods_text(results: dict[str, Any]) -> str:
     """The methods paragraph of a study's results, with citations: estimator, interval, clusters, strata, df,
     exclusions, rankings. Shown on the results page and written into the bundle."""
@@ -516,14 +532,10 @@ def methods_text(results: dict[str, Any]) -> str:
     )
     return (
         "Each judgment compares two sets of images of one prompt and answers A, tie or B. The preference score is "
-        "s = share A + ½·share tie (a tie scores ½ for each model; Davidson 1970), reported with all three shares "
-        f"overall and per prompt category. {interval} {exclusions} Rankings of three or more models are "
-        "Bradley–Terry (a tie scores ½) and Davidson (1970) fits by maximum likelihood, with percentile "
-        "intervals from a prompt-cluster bootstrap stratified by category; a resample without a finite maximum "
-        "(Zermelo 1929) is refitted with one virtual judgment per pair. Models whose intervals overlap share a "
-        "tier. The fragility audit counts the fewest judgments whose removal reverses an order, by approximate "
-        "maximum-influence perturbation (Broderick, Giordano & Meager 2020) confirmed by refitting. Target "
-        f"population: {results['target']}."
+        "s = share A + ½·share tie (a tie counts as half a win for each model, as a draw scores half a point in "
+        "chess), reported with all three shares overall and per prompt category. "
+        f"{interval} {exclusions} {RANKING_METHODS.format(B=results['ranking_B'], seed=results['ranking_seed'])} "
+        f"Target population: {results['target']}."
     )
 
 
