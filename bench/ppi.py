@@ -227,10 +227,7 @@ def run_cell(shape: str, share: float, rho: float, ratio: int, R: int, seed: int
         se2_ppi += float((result.se[0] ** 2).sum())
         se2_human += float((result.human_se[0] ** 2).sum())
         covered_ppi += float(((result.low[0] <= truth.theta) & (truth.theta <= result.high[0])).sum())
-        q = stats.t.ppf(0.975, result.df[0])
-        human_low = result.human_estimate[0] - q * result.human_se[0]
-        human_high = result.human_estimate[0] + q * result.human_se[0]
-        covered_human += float(((human_low <= truth.theta) & (truth.theta <= human_high)).sum())
+        covered_human += float(((result.human_low[0] <= truth.theta) & (truth.theta <= result.human_high[0])).sum())
     z = stats.norm.ppf(0.975)
     needed_human = design.n * se2_human / R * (z / HALF_WIDTH) ** 2
     needed_ppi = design.n * se2_ppi / R * (z / HALF_WIDTH) ** 2

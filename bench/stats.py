@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from drawbench.results import agreement, intervals, simulate  # noqa: E402
 from drawbench.results.intervals import core as interval_core  # noqa: E402
 
+SCORE = dict(zip(interval_core.CHOICES, interval_core.SCORE_OF_CHOICE, strict=True))  # the one tie convention
+
 QUESTIONS = ("fidelity", "alignment")
 METHODS = (
     intervals.DEFAULT_METHOD,
@@ -271,7 +273,7 @@ def full_report(frame: pd.DataFrame, *, B: int, seed: int) -> tuple[dict, dict[s
 
 def _naive_shares(resample: pd.DataFrame) -> pd.DataFrame:
     """Shares and s per question × category and per question, by groupby."""
-    scored = resample.assign(y=resample["choice"].map({"A": 1.0, "tie": 0.5, "B": 0.0}))
+    scored = resample.assign(y=resample["choice"].map(SCORE))
     per_category = scored.groupby(["question", "category"])["y"].mean()
     overall = scored.groupby("question")["y"].mean()
     shares = scored.groupby(["question", "category"])["choice"].value_counts(normalize=True)
@@ -293,7 +295,7 @@ def naive_two_way_resample(frame: pd.DataFrame, prompts: pd.DataFrame, raters: p
 def naive_permutation_resample(frame: pd.DataFrame, prompts: pd.DataFrame, rng: np.random.Generator):
     flips = prompts.assign(flip=rng.random(len(prompts)) < 0.5)[["prompt_id", "flip"]]
     merged = frame.merge(flips, on="prompt_id")
-    y = merged["choice"].map({"A": 1.0, "tie": 0.5, "B": 0.0})
+    y = merged["choice"].map(SCORE)
     return merged.assign(y=np.where(merged["flip"], 1 - y, y)).groupby("question")["y"].mean()
 
 
@@ -342,7 +344,7 @@ def postgres_round_trip(frame: pd.DataFrame, *, B: int, seed: int, base_url: str
         report, _ = full_report(read, B=B, seed=seed)
         report_seconds = time.perf_counter() - start
 
-        expected = frame.assign(y=frame["choice"].map({"A": 1.0, "tie": 0.5, "B": 0.0})).groupby("question")["y"].mean()
+        expected = frame.assign(y=frame["choice"].map(SCORE)).groupby("question")["y"].mean()
         preference = report["preference"]
         got = preference[(preference["scope"] == "overall") & (preference["method"] == intervals.DEFAULT_METHOD)]
         for row in got.itertuples():

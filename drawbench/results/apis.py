@@ -202,7 +202,11 @@ class StudyResultsApi(_StudyExportApi):
         )
         df = serializers.FloatField(allow_null=True, help_text="Degrees of freedom of a t interval, else null.")
         n_eff = serializers.FloatField(
-            allow_null=True, help_text="Design-effect-adjusted effective n behind the score interval, else null."
+            allow_null=True,
+            help_text=(
+                "Design-effect-adjusted effective n behind the score interval (Wilson's n, with t, on the s(1 − s) "
+                "scale: above n where ties make the judgments vary less than 0/1 answers would), else null."
+            ),
         )
         method = serializers.CharField(help_text="How the intervals of this row were computed.")
         level = serializers.FloatField(help_text="Confidence level of every interval of this row.")

@@ -617,9 +617,10 @@ def ppi_pair(
         pivot["prompt_id"].map(prompt_index).to_numpy(),
         tuple(categories),
     )
-    y = part["choice"].map({"A": 1.0, "tie": 0.5, "B": 0.0}).to_numpy()
+    y = interval_core.SCORE_OF_CHOICE[interval_core.choice_codes(part["choice"])]
     result = interval_ppi.ppi_batch(y, np.concatenate([f_labeled, f_unlabeled]), layout, len(part), level=level)
     human_se, ppi_se = float(result.human_se[0, 0]), float(result.se[0, 0])
+    gain = human_se**2 / ppi_se**2 if math.isfinite(human_se) and math.isfinite(ppi_se) and ppi_se > 0 else None
     return {
         **base,
         "error": None,
@@ -628,13 +629,15 @@ def ppi_pair(
         "case": PPI_CASE_BEYOND if beyond else PPI_CASE_SAME,
         "human_s": float(result.human_estimate[0, 0]),
         "human_se": _number(human_se),
+        "human_ci_low": _number(result.human_low[0, 0]),
+        "human_ci_high": _number(result.human_high[0, 0]),
         "s": float(result.estimate[0, 0]),
         "ci_low": _number(result.low[0, 0]),
         "ci_high": _number(result.high[0, 0]),
         "se": _number(ppi_se),
         "df": _number(result.df[0, 0]),
         "lam": float(result.lam[0, 0]),
-        "gain": human_se**2 / ppi_se**2 if ppi_se > 0 else None,
+        "gain": gain,
     }
 
 

@@ -37,6 +37,36 @@ def test_lambda_zero_is_exactly_the_human_only_estimate_and_interval():
     np.testing.assert_allclose(result.estimate, human.estimate, rtol=0, atol=1e-15)
     np.testing.assert_allclose(result.se, human.se, rtol=1e-12)
     np.testing.assert_allclose(result.human_se, human.se, rtol=1e-12)
+    # The interval too: the default's score interval on the effective n, not a Wald interval beside it.
+    for low, high in ((result.low, result.high), (result.human_low, result.human_high)):
+        np.testing.assert_allclose(low, human.low, rtol=1e-12)
+        np.testing.assert_allclose(high, human.high, rtol=1e-12)
+
+
+@pytest.mark.parametrize("answer", [1.0, 0.5, 0.0])
+def test_without_any_variation_the_ppi_interval_is_never_zero_width_and_its_se_is_undefined(answer):
+    """All answers A (or all ties, all B): as the human-only default, PPI shows no SE and an interval on
+    min(prompts, raters) effective judgments, never [1, 1]; the judge gets no weight, there being nothing to agree
+    with."""
+    _, F, layout, n = simulated(0.9, 8, K=3)
+    Y = np.full((n, 3), answer)
+    result = ppi_batch(Y, F, layout, n)
+    human = cluster.two_way_cluster_batch(Y, _labeled_layout(layout, n))
+    assert np.isnan(result.se).all() and np.isnan(result.human_se).all()
+    assert (result.lam == 0).all()
+    assert (result.high - result.low > 0.01).all()
+    assert (result.low <= answer).all() and (answer <= result.high).all()
+    np.testing.assert_allclose(result.low, human.low, rtol=1e-12)
+    np.testing.assert_allclose(result.high, human.high, rtol=1e-12)
+
+
+def test_a_good_judge_narrows_the_score_interval_by_its_variance_ratio():
+    Y, F, layout, n = simulated(0.9, 8, K=200)
+    result = ppi_batch(Y, F, layout, n)
+    width, human_width = result.high - result.low, result.human_high - result.human_low
+    # Away from the boundary the score interval is p ± t·SE to first order: widths scale with the SEs.
+    np.testing.assert_allclose(width[0] / human_width[0], result.se[0] / result.human_se[0], rtol=0.02)
+    assert np.mean(width[0]) < 0.97 * np.mean(human_width[0])
 
 
 def test_a_useless_judge_gets_a_weight_near_zero_and_costs_almost_nothing():

@@ -25,8 +25,8 @@ def test_ppi_bench_prints_every_cell_and_the_reference_ratio():
         rho, gain, limit, design_effect, independent = (float(cell[i]) for i in (2, 6, 7, 8, 9))
         assert design_effect > 1  # raters answer several comparisons each
         assert 1.0 <= limit <= independent  # the design's limit never above the independent answers'
-        if rho == 0:
-            assert gain == 1.0 and limit == 1.0
+        if rho == 0:  # a useless judge: no limit to reach, and it costs (or seems to save) under 2%
+            assert limit == 1.0 and 0.98 <= gain <= 1.02
     match = re.fullmatch(r"ppi gain / limit = (\d+\.\d{3})", lines[-1])
     assert match and 0.85 < float(match.group(1)) < 1.1
 

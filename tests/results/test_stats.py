@@ -94,7 +94,10 @@ def test_default_interval_of_independent_judgments_is_the_score_interval_on_the_
     scores = frame["choice"].map({"A": 1.0, "tie": 0.5, "B": 0.0})
     se = scores.std(ddof=1) / math.sqrt(12)
     s = scores.mean()
-    n_eff = min(s * (1 - s) / se**2, 12)  # capped at n: a design effect below 1 is not credited
+    # The floor on SE² (the judgments' own variance over n, were they independent) is SE² itself here: with ties the
+    # scores vary less than 0/1 answers, so n_eff exceeds n on the s(1 − s) scale and nothing caps it at n.
+    n_eff = s * (1 - s) / se**2
+    assert n_eff > 12
     quantile = t.ppf(0.975, 11)
     for bound in (row["ci_low"], row["ci_high"]):
         assert abs(bound - s) == pytest.approx(quantile * math.sqrt(bound * (1 - bound) / n_eff), rel=1e-9)

@@ -101,9 +101,14 @@ def test_study_results_show_ppi_beside_human_only_and_say_the_judge_covers_more_
     assert row["error"] is None and row["case"] == "beyond"
     assert row["n"] == 72 and row["N"] == 12 * SETS_PER_PROMPT and row["N_beyond"] == 12 * (SETS_PER_PROMPT - 1)
     assert row["human_s"] == pytest.approx(human["score"])
+    # The human-only interval beside PPI is the default row's own.
+    assert (row["human_ci_low"], row["human_ci_high"]) == pytest.approx((human["ci_low"], human["ci_high"]))
     assert row["ci_low"] <= row["s"] <= row["ci_high"]
     html = staff_client.get(reverse("results:study-results", args=[study.pk])).content.decode()
     assert 'id="ppi"' in html and "beyond those humans rated" in html
+    # Its own card after the human-only tables, not inside the downloads paragraph of the charts card.
+    downloads = html[html.index('id="downloads"') : html.index("</p>", html.index('id="downloads"'))]
+    assert 'id="ppi"' not in downloads and "ranking CSV" not in html[html.index('id="ppi"') :]
     assert json.dumps(row["lam"])  # a plain number
 
 

@@ -214,6 +214,19 @@ def cluster_df_floor(layout: Layout) -> np.ndarray:
     return np.maximum(np.minimum(counts["n_prompts"] - strata, counts["n_raters"] - 1), 1.0)
 
 
+def iid_variance(Y: np.ndarray, layout: Layout) -> np.ndarray:
+    """(1 + C, K) the variance each scope's estimate would have were its judgments independent: s_c²/n_c per
+    category (s_c² the judgments' own unbiased variance), Σ_c (n_c/n)²·s_c²/n_c overall (categories are strata)."""
+    Y = _as_columns(Y)
+    _, category_means = _scope_means(Y, layout)
+    sums_of_squares = layout.category_T @ (Y - category_means[layout.judgment_category]) ** 2
+    n_c = layout.judgments_per_category[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_category = np.where(n_c > 1, sums_of_squares / ((n_c - 1) * n_c), 0.0)
+    overall = ((n_c / layout.n) ** 2 * per_category).sum(axis=0, keepdims=True)
+    return np.vstack([overall, per_category])
+
+
 def two_way_cluster_batch(
     Y: np.ndarray,
     layout: Layout,
@@ -274,7 +287,9 @@ def two_way_cluster_batch(
     too_few = (counts["n_prompts"] < 2)[:, None]
     if bounds == "score":
         n_floor = np.minimum(counts["n_prompts"], counts["n_raters"])[:, None]
-        low, high, n_eff = effective_n_bounds(estimate, se, counts["n"][:, None], n_floor, df, level)
+        low, high, n_eff = effective_n_bounds(
+            estimate, se, counts["n"][:, None], n_floor, df, level, iid_variance=iid_variance(Y, layout)
+        )
     elif bounds == "wald":
         quantile = stats.t.ppf(0.5 + level / 2, df)
         low, high = np.clip(estimate - quantile * se, 0.0, 1.0), np.clip(estimate + quantile * se, 0.0, 1.0)

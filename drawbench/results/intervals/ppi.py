@@ -26,10 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from drawbench.results.intervals.cluster import DfRule, two_way_cluster_batch
+from drawbench.results.intervals.cluster import DfRule, iid_variance, two_way_cluster_batch
 from drawbench.results.intervals.core import DEFAULT_LEVEL, Layout, _as_columns, _indicator_T
+from drawbench.results.intervals.score import effective_n_bounds
 
 PPI_METHOD = "ppi_plus_plus_two_way_cluster_t"
 MIN_JUDGE_T2 = 4.0
@@ -42,11 +42,13 @@ class PPIBatch:
     estimate: np.ndarray
     low: np.ndarray
     high: np.ndarray
-    se: np.ndarray
+    se: np.ndarray  # NaN where undefined (no variation observed), as the human-only default's
     df: np.ndarray
     lam: np.ndarray  # (C, K) power-tuned λ per category
     human_estimate: np.ndarray
     human_se: np.ndarray
+    human_low: np.ndarray  # the human-only default interval of the same judgments (``two_way_cluster_batch``)
+    human_high: np.ndarray
     n_labeled: np.ndarray  # (1 + C,) human judgments per scope
     n_unlabeled: np.ndarray  # (1 + C,) judge-only comparisons per scope
     level: float
@@ -137,7 +139,11 @@ def ppi_batch(
     ``lam`` None tunes one λ for the study (see the comments below: prompt-clustered moments, cross-fitted, kept only
     where significant and shrunk by ``MIN_JUDGE_T2``'s rule); λ̂'s own sampling variance is added. A fixed ``lam``
     (0: human-only) is used as given.
-    Intervals: estimate ± t·SE with the human-only df, clipped to [0, 1]."""
+    Intervals: the human-only default's construction (``score.effective_n_bounds``: the score interval on the
+    effective n, t on the human-only df), with its floor on the variance (the judgments' own, were they
+    independent) scaled by Var_PPI / Var_human, so that λ = 0 gives exactly the human-only interval; it respects
+    the boundary and is never zero width on finite data (no variation observed: SE undefined, the effective n
+    falls to min(prompts, raters))."""
     Y = _as_columns(Y)
     F = _as_columns(F)
     K = max(Y.shape[1], F.shape[1])
@@ -212,8 +218,13 @@ def ppi_batch(
         halves = np.where(other_bb > 0, other_ab / other_bb, pooled[None, :])
         tuned = np.where(np.isfinite(halves), halves, 0.0).mean(axis=0)
         r2 = np.where((var_judge > 0) & (spread_y > 0), cross**2 / (var_judge * spread_y), 0.0)
-        # The judge's t² on the human clusters' df: the evidence that it agrees with the humans at all.
-        t2 = r2 / np.maximum(1 - r2, 1e-12) * df[0]
+        # The evidence that the judge agrees with the humans at all: the t² of their covariance, the mean of the
+        # centred products over its own two-way clustered standard error (referred to the clusters' df by the
+        # threshold below). r²/(1 − r²)·df, the t² of independent judgments on as many as the df, throws away
+        # every judgment but one per cluster: a judge of agreement 0.9 got no weight in 30% of small studies.
+        product = (Y - mean_y[cat_l]) * (f_l - mean_fl[cat_l])
+        var_product, _ = _raw_variance(product, labeled_layout, df_rule)
+        t2 = np.where(var_product[0] > 0, product.mean(axis=0) ** 2 / var_product[0], 0.0)
         # And on the human judgments' effective n (n over the design effect): λ̂'s relative sampling variance.
         n_eff = np.where(var_y[0] > 0, spread_y / np.maximum(var_y[0], 1e-300), n_all)
         t2_fit = r2 / np.maximum(1 - r2, 1e-12) * np.minimum(n_eff, n_all)
@@ -248,18 +259,32 @@ def ppi_batch(
     correction_u, _ = _group_mean(corrected[n_labeled:], cat_u, C)
     estimate_c = mean_y - np.where(N_c[:, None] > 0, correction_l - correction_u, 0.0)
     estimate = np.vstack([(weights[:, None] * estimate_c).sum(axis=0, keepdims=True), estimate_c])
-    se = np.sqrt(variance)
-    quantile = stats.t.ppf(0.5 + level / 2, df)
     human_estimate = np.vstack([(weights[:, None] * mean_y).sum(axis=0, keepdims=True), mean_y])
+    counts = labeled_layout.scope_counts()
+    n_scope = counts["n"][:, None]
+    n_floor = np.minimum(counts["n_prompts"], counts["n_raters"])[:, None]
+    too_few = (counts["n_prompts"] < 2)[:, None]
+    independent = iid_variance(Y, labeled_layout)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((var_y > 0) & (variance > 0), variance / var_y, 1.0)
+    low, high, _ = effective_n_bounds(
+        estimate, np.sqrt(variance), n_scope, n_floor, df, level, iid_variance=independent * ratio
+    )
+    human_low, human_high, _ = effective_n_bounds(
+        human_estimate, np.sqrt(var_y), n_scope, n_floor, df, level, iid_variance=independent
+    )
+    undefined = too_few | ~(variance > 0)
     return PPIBatch(
         estimate=estimate,
-        low=np.clip(estimate - quantile * se, 0.0, 1.0),
-        high=np.clip(estimate + quantile * se, 0.0, 1.0),
-        se=se,
+        low=np.where(too_few, np.nan, low),
+        high=np.where(too_few, np.nan, high),
+        se=np.where(undefined, np.nan, np.sqrt(variance)),
         df=df,
         lam=lam_c,
         human_estimate=human_estimate,
-        human_se=np.sqrt(var_y),
+        human_se=np.where(too_few | ~(var_y > 0), np.nan, np.sqrt(var_y)),
+        human_low=np.where(too_few, np.nan, human_low),
+        human_high=np.where(too_few, np.nan, human_high),
         n_labeled=np.concatenate([[n_c.sum()], n_c]),
         n_unlabeled=np.concatenate([[N_c.sum()], N_c]),
         level=level,
