@@ -274,9 +274,26 @@ def test_two_way_bootstrap_bounds_rest_on_the_non_empty_resamples_of_a_sparse_de
             replicates.append(weight @ Y / weight.sum())
     assert 0 < len(replicates) < B
     low, high = np.quantile(np.array(replicates), [0.05, 0.95], axis=0)
-    np.testing.assert_allclose(result.low[0], low, atol=1e-12)
-    np.testing.assert_allclose(result.high[0], high, atol=1e-12)
-    assert np.isfinite(result.se[0]).all()
+    # Where the quantiles coincide the bootstrap has no interval to give: undefined, not zero width.
+    spread = high > low
+    assert spread.any()
+    np.testing.assert_allclose(result.low[0][spread], low[spread], atol=1e-12)
+    np.testing.assert_allclose(result.high[0][spread], high[spread], atol=1e-12)
+    assert np.isnan(result.low[0][~spread]).all() and np.isnan(result.high[0][~spread]).all()
+    replicate_sd = np.array(replicates).std(axis=0, ddof=1)
+    assert (np.isfinite(result.se[0]) == (replicate_sd > 0)).all()
+
+
+@pytest.mark.parametrize("method", ["prompt_bootstrap", "prompt_bootstrap_bca", "two_way_bootstrap"])
+@pytest.mark.parametrize("answer", [1.0, 0.5])
+def test_a_bootstrap_without_variation_gives_no_interval_rather_than_a_zero_width_one(method, answer):
+    prompt = np.repeat(np.arange(12), 3)
+    layout = core.Layout(
+        prompt=prompt, rater=np.tile(np.arange(3), 12), prompt_category=np.zeros(12, dtype=int), n_raters=3
+    )
+    result = iv.interval_batch(method, np.full(prompt.size, answer), layout, B=200, seed=1)
+    assert np.isnan(result.low).all() and np.isnan(result.high).all() and np.isnan(result.se).all()
+    assert iv.low_precision(result.low[0, 0], result.high[0, 0])  # flagged, never shown as sound
 
 
 def test_prompt_bootstrap_bca_agrees_with_scipys_bca_on_one_stratum():

@@ -290,7 +290,8 @@ def test_results_page_computes_a_bootstrap_variant_on_request_with_its_b_and_see
     rows = page_rows(html)
     assert {(row["method"], row["b"], row["seed"]) for row in rows} == {(method, "2000", "5")}
     api_rows = client.get(reverse("api-study-results", args=[known_study.study.pk]), {"method": method}).json()
-    assert [row["ci-low"] for row in rows] == [repr(row["ci_low"]) for row in api_rows]
+    # An undefined bound (a bootstrap without spread in a small category) is blank on the page and null in the API.
+    assert [row["ci-low"] for row in rows] == ["" if row["ci_low"] is None else repr(row["ci_low"]) for row in api_rows]
     # The charts, the exports and the exclusion toggle keep the method.
     assert f"chart.svg?method={method}" in html and f"format=csv&amp;method={method}" in html
     assert f'<input type="hidden" name="method" value="{method}">' in html

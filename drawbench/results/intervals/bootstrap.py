@@ -98,6 +98,16 @@ def _bootstrap_bounds(
     return _row_quantiles(ordered, q_low, counts), _row_quantiles(ordered, q_high, counts)
 
 
+def _undefined_where_degenerate(
+    low: np.ndarray, high: np.ndarray, se: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bootstrap whose replicates do not spread (no variation in the scope, all A or all ties; or so little that
+    the percentile bounds coincide) has no interval to give: NaN bounds, which the page shows as "—" and flags as
+    low precision, rather than a zero-width claim of certainty; and no SE where every replicate is equal."""
+    degenerate = ~(high > low)
+    return np.where(degenerate, np.nan, low), np.where(degenerate, np.nan, high), np.where(se > 0, se, np.nan)
+
+
 def _replicate_sd(replicates: np.ndarray) -> np.ndarray:
     """Standard deviation of the finite replicates along the last axis (NaN with fewer than two)."""
     finite = np.isfinite(replicates)
@@ -202,7 +212,9 @@ def prompt_bootstrap_batch(
     replicates = _category_ratio_replicates(numerators, denominators)
     estimate = _scope_estimates(prompt_sums, prompt_counts, layout)
     acceleration = _jackknife_acceleration(prompt_sums, prompt_counts, layout) if bca else None
-    low, high = _bootstrap_bounds(replicates, estimate, level, acceleration)
+    low, high, se = _undefined_where_degenerate(
+        *_bootstrap_bounds(replicates, estimate, level, acceleration), _replicate_sd(replicates)
+    )
     return BatchIntervals(
         estimate=estimate,
         low=low,
@@ -211,7 +223,7 @@ def prompt_bootstrap_batch(
         level=level,
         B=B,
         seed=seed if isinstance(seed, int) else None,
-        se=_replicate_sd(replicates),
+        se=se,
     )
 
 
@@ -329,7 +341,9 @@ def two_way_bootstrap_batch(
         prompt_sums = np.column_stack([prompt_sums, layout.prompt_sizes]) @ transform.T
     replicates = _category_ratio_replicates(numerators, denominators)
     estimate = _scope_estimates(prompt_sums, layout.prompt_sizes, layout)
-    low, high = _bootstrap_bounds(replicates, estimate, level, None)
+    low, high, se = _undefined_where_degenerate(
+        *_bootstrap_bounds(replicates, estimate, level, None), _replicate_sd(replicates)
+    )
     return BatchIntervals(
         estimate=estimate,
         low=low,
@@ -338,7 +352,7 @@ def two_way_bootstrap_batch(
         level=level,
         B=B,
         seed=seed if isinstance(seed, int) else None,
-        se=_replicate_sd(replicates),
+        se=se,
     )
 
 
