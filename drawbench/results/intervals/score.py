@@ -71,9 +71,9 @@ def effective_n_bounds(
     floor = spread / n if iid_variance is None else np.broadcast_to(np.asarray(iid_variance, dtype=float), p.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         n_eff = np.where(observed, spread / np.maximum(np.where(observed, se, 1.0) ** 2, floor), n_floor)
+    # Wilson's interval with the t quantile is statsmodels' Wilson at the level whose normal quantile that t is.
     q = stats.t.ppf(0.5 + level / 2, df)
-    q2 = q**2 / n_eff
-    denominator = 1 + q2
-    center = (p + q2 / 2) / denominator
-    half = np.sqrt(spread / n_eff * q**2 + q2**2 / 4) / denominator
-    return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0), n_eff
+    low, high = proportion_confint(p * n_eff, n_eff, alpha=2 * stats.norm.sf(q), method="wilson")
+    # At p̂ = 0 or 1 the Wilson bound is the boundary itself (statsmodels' arithmetic leaves it 1e-16 inside).
+    low, high = np.where(p == 0, 0.0, low), np.where(p == 1, 1.0, high)
+    return np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0), n_eff
