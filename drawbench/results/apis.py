@@ -275,7 +275,12 @@ class StudyRankingApi(_StudyExportApi):
         rank = serializers.IntegerField(help_text="1 + models whose interval lies wholly above this one's.")
         rank_low = serializers.IntegerField(help_text="Best rank the intervals allow.")
         rank_high = serializers.IntegerField(help_text="Worst rank the intervals allow.")
-        tier = serializers.IntegerField(help_text="Models whose intervals overlap share a tier (1 is the top).")
+        tier = serializers.IntegerField(
+            help_text=(
+                "Tier (1 is the top): walking down by strength, a model opens a new tier when its interval lies "
+                "wholly below that of the first model of the current tier."
+            )
+        )
         n_to_flip_next = serializers.IntegerField(
             allow_null=True,
             help_text="Fewest judgments whose removal puts the next model below above this one (refit-confirmed); "

@@ -367,7 +367,7 @@ def model_ranking(
     pairwise table, whose intervals use the two-way default.
 
     ``rank`` is 1 + the number of models whose interval lies wholly above this one's; ``rank_low`` / ``rank_high``
-    are the best and worst ranks the intervals allow; ``tier`` groups models whose intervals overlap (``_tiers``).
+    are the best and worst ranks the intervals allow; ``tier`` groups models by the leader rule of ``_tiers``.
     """
     folded = pair_counts(frame)
     _require_connected(folded)

@@ -39,3 +39,13 @@ def test_coverage_bench_prints_every_scenario_and_the_range():
     assert all(int(row[5]) == 0 for row in rows)  # the default interval is never zero width
     match = re.fullmatch(r"default interval coverage = (\d\.\d{4})-(\d\.\d{4})", lines[-1])
     assert match and 0.85 < float(match.group(1)) <= float(match.group(2)) <= 1.0
+
+
+@pytest.mark.slow
+def test_bca_bench_prints_both_bounds_per_scope_and_the_time_ratio():
+    lines = _run("bench/bca.py", "--B", "200", "--studies", "3")
+    scopes = [line for line in lines if " ours [" in line and " scipy [" in line]
+    assert len(scopes) == 12  # overall and DrawBench's 11 categories
+    difference = float(next(line for line in lines if line.startswith("largest difference")).split()[5])
+    assert difference < 0.03  # the same stratified BCa, within Monte-Carlo error
+    assert re.fullmatch(r"scipy / ours time = \d+\.\d", lines[-1])

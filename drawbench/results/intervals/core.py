@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-# The one tie convention: a tie scores ½ for each model, so s = π_A + ½·π_tie (DESIGN.md §4; Davidson 1970).
+# The one tie convention: a tie scores ½ for each model, so s = π_A + ½·π_tie (DESIGN.md §4), as a draw scores
+# half a point in chess.
 TIE_CONVENTION = "ties_half"
 TIE_CONVENTION_LABEL = "a tie scores ½ for each model: s = share A + ½·share tie"
 TARGET_POPULATION = "prompts of the set, raters of the pool"
