@@ -10,7 +10,9 @@ from drawbench.studies.models import Question
 class JudgeScore(models.Model):
     """One automatic judge's score of one sample for one question (``judges.Judge.score_samples``)."""
 
-    judge = models.CharField(max_length=100, help_text="The judge's name, e.g. clip, toyworld, csv:hpsv2.")
+    judge = models.CharField(
+        max_length=100, help_text="The judge's name, e.g. clip, toyworld, hpsv2 (a CSV judge: its file's stem)."
+    )
     question = models.CharField(max_length=16, choices=Question.choices)
     sample = models.ForeignKey(Sample, on_delete=models.CASCADE, related_name="judge_scores")
     score = models.FloatField()
