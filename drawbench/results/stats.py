@@ -621,6 +621,10 @@ def ppi_pair(
     result = interval_ppi.ppi_batch(y, np.concatenate([f_labeled, f_unlabeled]), layout, len(part), level=level)
     human_se, ppi_se = float(result.human_se[0, 0]), float(result.se[0, 0])
     gain = human_se**2 / ppi_se**2 if math.isfinite(human_se) and math.isfinite(ppi_se) and ppi_se > 0 else None
+    # The most this judge can save here (DESIGN.md §8): s·ρ² is the judgment-level r², N the comparisons it scored
+    # beyond those humans rated, and the human-only mean's design effect scales s to the mean's variance.
+    r2, design_effect = float(result.agreement_r2[0]), float(result.design_effect[0])
+    limit = interval_ppi.ppi_gain_limit(r2, 1.0, beyond, len(part), design_effect)
     return {
         **base,
         "error": None,
@@ -638,6 +642,9 @@ def ppi_pair(
         "df": _number(result.df[0, 0]),
         "lam": float(result.lam[0, 0]),
         "gain": gain,
+        "agreement_r2": r2,
+        "design_effect": design_effect,
+        "limit": limit,
     }
 
 

@@ -95,6 +95,9 @@ def test_a_good_judge_covering_more_sets_narrows_the_interval_towards_the_limit(
     assert limit < ppi_gain_limit(share, 0.9, 8 * n, n) - 0.02  # rater clustering costs the judge visibly here
     assert 1.05 < gain <= limit * 1.02
     assert gain >= 0.95 * limit
+    # What the results page estimates the limit from, per study: r² = s·ρ² and the design effect.
+    assert np.mean(result.agreement_r2) == pytest.approx(share * 0.81, rel=0.1)
+    assert np.mean(result.design_effect) == pytest.approx(design_effect, rel=0.1)
 
 
 @pytest.mark.slow

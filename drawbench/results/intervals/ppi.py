@@ -51,6 +51,11 @@ class PPIBatch:
     human_high: np.ndarray
     n_labeled: np.ndarray  # (1 + C,) human judgments per scope
     n_unlabeled: np.ndarray  # (1 + C,) judge-only comparisons per scope
+    # (K,) what the limit needs, from the study itself: the judgment-level r² of answers and judge scores (within
+    # categories), which is s·ρ² (the judge sees the answers only through the comparison's mean answer), and the
+    # human-only overall mean's design effect, Var(ȳ) over the judgments' own variance / n (at least 1).
+    agreement_r2: np.ndarray
+    design_effect: np.ndarray
     level: float
     method: str = PPI_METHOD
 
@@ -287,6 +292,8 @@ def ppi_batch(
         human_high=np.where(too_few, np.nan, human_high),
         n_labeled=np.concatenate([[n_c.sum()], n_c]),
         n_unlabeled=np.concatenate([[N_c.sum()], N_c]),
+        agreement_r2=r2,
+        design_effect=np.maximum(n_all / np.maximum(n_eff, 1e-300), 1.0),
         level=level,
     )
 
