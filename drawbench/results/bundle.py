@@ -5,10 +5,14 @@ exactly as stored (no spreadsheet quoting), and each has a data dictionary (``NA
 dtype, whether it can be missing, what it means) carrying the pandas code that reads it back with those dtypes
 (``READ_BUNDLE_CSV``): plain ``read_csv`` would read a category named "NA" as missing and an integer column with a
 missing value (``seed`` of an imported sample) as float64.
+
+Answers to control items (gold trials and practice items) are never judgments: they are in controls.csv, one row per
+answer, under the raters' same pseudonymous ids, so that quality control's gold-accuracy flag can be recomputed.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import platform
 import tomllib
@@ -22,11 +26,17 @@ from rest_framework import serializers
 
 from drawbench.catalog.models import Sample
 from drawbench.results import stats
-from drawbench.results.apis import StudyJudgmentListApi, StudyRankingApi, StudyResultsApi, _finite_or_null
+from drawbench.results.apis import (
+    ISO_8601_UTC,
+    StudyJudgmentListApi,
+    StudyRankingApi,
+    StudyResultsApi,
+    _finite_or_null,
+)
 from drawbench.results.renderers import csv_bytes
 from drawbench.results.selectors import JUDGMENT_COLUMN_DESCRIPTIONS, JUDGMENT_COLUMNS, study_results
 from drawbench.results.stats import methods_text
-from drawbench.studies.models import Study
+from drawbench.studies.models import ControlAnswer, Study
 
 # The documented read code (README, every data dictionary): plain pandas, run as is by the bundle tests. Only an
 # empty field of a column the dictionary marks nullable is missing; "NA", "null" or "nan" elsewhere stay text.
@@ -71,6 +81,7 @@ class CsvFile:
     variable: str
     columns: tuple[Column, ...]
     missing: str
+    notes: str = ""  # what a reader must know beyond the columns (in the dictionary when set)
 
     @property
     def file(self) -> str:
@@ -89,13 +100,15 @@ class CsvFile:
         return f'{READ_BUNDLE_CSV}\n\n{self.variable} = read_bundle_csv("{self.stem}")\n'
 
     def dictionary(self) -> dict[str, Any]:
-        return {
+        dictionary = {
             "file": self.file,
             "encoding": "utf-8",
             "columns": [asdict(column) for column in self.columns],
             "missing": self.missing,
-            "read_with_pandas": self.read_code,
         }
+        if self.notes:
+            dictionary["notes"] = self.notes
+        return dictionary | {"read_with_pandas": self.read_code}
 
 
 # results.csv columns without help text on the API's serializer (the others are described by their help text).
@@ -148,14 +161,33 @@ def _results_columns() -> tuple[Column, ...]:
     )
 
 
+# Control answers are never judgments (ControlAnswer, not Judgment): judgments.csv's flags for them are false in every
+# row by construction, and a reader has to be told where those answers are.
+CONTROLS_ARE_NOT_JUDGMENTS = (
+    "False in every row by construction: answers to gold trials and practice items (control items) are never "
+    "judgments; they are in controls.csv."
+)
 JUDGMENTS = CsvFile(
     stem="judgments",
     variable="judgments",
     columns=tuple(
-        Column(name, dtype, name == "shown_at", JUDGMENT_COLUMN_DESCRIPTIONS[name])
+        Column(
+            name,
+            dtype,
+            name == "shown_at",
+            {
+                "is_gold": f"A silent gold trial (control item). {CONTROLS_ARE_NOT_JUDGMENTS}",
+                "is_practice": f"A labelled practice item. {CONTROLS_ARE_NOT_JUDGMENTS}",
+            }.get(name, JUDGMENT_COLUMN_DESCRIPTIONS[name]),
+        )
         for name, dtype in JUDGMENT_COLUMNS.items()
     ),
     missing="An empty field is missing (shown_at only); every other field is always present.",
+    notes="One row per judgment of a comparison. Answers to control items (silent gold trials and labelled "
+    "practice items) are never judgments and are not here (is_gold and is_practice are false in every row): they "
+    "are in controls.csv, under the same rater_id, with what quality control flags a rater by. rater_flagged is "
+    "the flag as stored when the bundle was written (any reason: failed gold trials, one answer to everything, too "
+    "fast).",
 )
 RESULTS = CsvFile(
     stem="results",
@@ -191,7 +223,151 @@ SAMPLES = CsvFile(
     ),
     missing="An empty field is missing (seed only); every other field is always present.",
 )
-CSV_FILES = (JUDGMENTS, RESULTS, PROMPTS, SAMPLES)
+CONTROLS = CsvFile(
+    stem="controls",
+    variable="controls",
+    columns=(
+        Column("study_id", "int64", False, "The study."),
+        Column("control_answer_id", "int64", False, "The answer (immutable)."),
+        Column(
+            "rater_id",
+            "str",
+            False,
+            "Pseudonymous rater id, the same as rater_id in judgments.csv (a random public token; never the crowd "
+            "platform's id).",
+        ),
+        Column(
+            "assignment_id",
+            "int64",
+            False,
+            "The control item served to the rater (the questions of one item share it); never a comparison's.",
+        ),
+        Column(
+            "is_gold",
+            "bool",
+            False,
+            "A silent gold trial, served among the comparisons unlabelled: counted by quality control.",
+        ),
+        Column(
+            "is_practice",
+            "bool",
+            False,
+            "A labelled practice item, served first with feedback: never counted by quality control.",
+        ),
+        Column(
+            "gold_trial_id",
+            "int64",
+            False,
+            "The control item (a gold trial; a practice item is a gold trial shown labelled).",
+        ),
+        Column(
+            "gold_trial_kind",
+            "str",
+            False,
+            "identical (one set twice: tie expected on every question), mismatch (the caption's set against a set "
+            "made for another prompt: the caption's set expected on alignment) or degraded (a set against a blurred, "
+            "noised copy of itself: the clean set expected on fidelity).",
+        ),
+        Column("prompt_id", "int64", False, "The prompt whose text was the caption (prompts.csv)."),
+        Column(
+            "reference_on_left",
+            "bool",
+            False,
+            "The set the expected answer prefers (the caption's, the clean one) was shown on the left.",
+        ),
+        Column("question", "str", False, "The question answered (fidelity, alignment)."),
+        Column(
+            "choice",
+            "str",
+            False,
+            "The answer as displayed: left, right or tie (a control item has no model A or B).",
+        ),
+        Column(
+            "expected",
+            "str",
+            True,
+            "The answer a careful rater gives, as displayed; missing where any answer is acceptable (mismatch on "
+            "fidelity, degraded on alignment).",
+        ),
+        Column("correct", "boolean", True, "choice equals expected; missing where expected is."),
+        Column("response_time_ms", "int64", False, "Response time measured in the rater's browser, milliseconds."),
+        Column("served_at", "datetime64[us, UTC]", False, "Server time the item was claimed for the rater, UTC."),
+        Column(
+            "shown_at",
+            "datetime64[us, UTC]",
+            True,
+            "Server time the item was first shown to the rater, UTC; empty where not recorded.",
+        ),
+        Column(
+            "answered_at",
+            "datetime64[us, UTC]",
+            False,
+            "Server time the answer was recorded, UTC (the item's completion: created_at of a judgment).",
+        ),
+    ),
+    missing="An empty field is missing (expected, correct and shown_at only); every other field is always present.",
+    notes="One row per answer to a question of a control item: silent gold trials (is_gold) and labelled practice "
+    "items (is_practice); these are never judgments. Quality control's gold accuracy of a rater is the share of "
+    "correct answers among their rows with is_gold true and correct not missing; it flags the rater (reason "
+    "failed_gold, one of those behind rater_flagged in judgments.csv) when that share is below min_gold_accuracy "
+    "in study.json. A rater without such rows is never flagged for gold.",
+)
+CSV_FILES = (JUDGMENTS, RESULTS, PROMPTS, SAMPLES, CONTROLS)
+
+
+def _utc_text(moment: datetime.datetime | None) -> str | None:
+    """As the judgments export writes its times (ISO 8601, microseconds, Z), None as an empty field."""
+    return moment.astimezone(datetime.UTC).strftime(ISO_8601_UTC) if moment is not None else None
+
+
+def control_rows(*, study: Study) -> list[dict[str, Any]]:
+    """controls.csv: every answer to a control item of ``study`` (those quality control counts and practice), in the
+    order they were answered; one query. Raters by their public id only, as in judgments.csv."""
+    answers = (
+        ControlAnswer.objects.filter(gold_trial__study=study)  # as quality control selects them
+        .order_by("assignment__completed_at", "id")
+        .values(
+            "id",
+            "rater__public_id",
+            "assignment_id",
+            "practice",
+            "gold_trial_id",
+            "gold_trial__kind",
+            "gold_trial__prompt_id",
+            "assignment__reference_on_left",
+            "question",
+            "choice",
+            "expected",
+            "correct",
+            "response_time_ms",
+            "assignment__served_at",
+            "assignment__shown_at",
+            "assignment__completed_at",
+        )
+    )
+    return [
+        {
+            "study_id": study.pk,
+            "control_answer_id": a["id"],
+            "rater_id": a["rater__public_id"],
+            "assignment_id": a["assignment_id"],
+            "is_gold": not a["practice"],
+            "is_practice": a["practice"],
+            "gold_trial_id": a["gold_trial_id"],
+            "gold_trial_kind": a["gold_trial__kind"],
+            "prompt_id": a["gold_trial__prompt_id"],
+            "reference_on_left": a["assignment__reference_on_left"],
+            "question": a["question"],
+            "choice": a["choice"],
+            "expected": a["expected"] or None,  # stored blank where any answer is acceptable
+            "correct": a["correct"],
+            "response_time_ms": a["response_time_ms"],
+            "served_at": _utc_text(a["assignment__served_at"]),
+            "shown_at": _utc_text(a["assignment__shown_at"]),
+            "answered_at": _utc_text(a["assignment__completed_at"]),
+        }
+        for a in answers
+    ]
 
 
 def software_versions() -> dict[str, str]:
@@ -232,7 +408,8 @@ def study_config(study: Study) -> dict[str, Any]:
 
 def study_bundle(*, study: Study, method: str = stats.DEFAULT_INTERVAL_METHOD) -> dict[str, bytes]:
     """The bundle's files: judgments, results (rows, ranking, fragility, methods text), the study's config and
-    prompt set, the sample manifest with content hashes, the software versions, and a data dictionary per CSV."""
+    prompt set, the sample manifest with content hashes, the control answers, the software versions, and a data
+    dictionary per CSV."""
     judgments = StudyJudgmentListApi.export(study=study, include_excluded=True)
     results = study_results(study=study, method=method)
     rows = _finite_or_null(
@@ -298,6 +475,7 @@ def study_bundle(*, study: Study, method: str = stats.DEFAULT_INTERVAL_METHOD) -
         "study.json": _json(study_config(study)),
         PROMPTS.file: csv_bytes(list(prompts), PROMPTS.header, spreadsheet_safe=False),
         SAMPLES.file: csv_bytes(sample_rows, SAMPLES.header, spreadsheet_safe=False),
+        CONTROLS.file: csv_bytes(control_rows(study=study), CONTROLS.header, spreadsheet_safe=False),
         **{csv_file.dictionary_file: _json(csv_file.dictionary()) for csv_file in CSV_FILES},
         "software.json": _json(software_versions()),
         "METHODS.md": (methods + "\n").encode("utf-8"),

@@ -199,7 +199,7 @@ def test_every_bundle_csv_reads_back_with_every_dtype_and_value(na_study, method
     bundle = tmp_path / "bundle"
     call_command("export_study", str(study.pk), "--bundle", str(bundle), "--method", method)
     csv_names = {path.stem for path in bundle.glob("*.csv")}
-    assert csv_names == set(CSV_BY_STEM) == {"judgments", "results", "prompts", "samples"}
+    assert csv_names == set(CSV_BY_STEM) == {"judgments", "results", "prompts", "samples", "controls"}
 
     judgments = read_bundle_csv(bundle, "judgments")
     pd.testing.assert_frame_equal(judgments, judgments_frame(study=study, include_excluded=True))
@@ -271,8 +271,8 @@ def test_bundle_carries_config_prompts_samples_software_and_methods(known_study,
     bundle = write_bundle(known_study.study, tmp_path / "bundle")
     names = {path.name for path in bundle.iterdir()}
     assert {"judgments.csv", "results.json", "results.csv", "study.json"} <= names
-    assert {"prompts.csv", "samples.csv", "software.json", "METHODS.md"} <= names
-    assert {f"{stem}.dictionary.json" for stem in ("judgments", "results", "prompts", "samples")} <= names
+    assert {"prompts.csv", "samples.csv", "controls.csv", "software.json", "METHODS.md"} <= names
+    assert {f"{stem}.dictionary.json" for stem in ("judgments", "results", "prompts", "samples", "controls")} <= names
     for csv_file in CSV_FILES:
         dictionary = json.loads((bundle / csv_file.dictionary_file).read_text(encoding="utf-8"))
         header = (bundle / csv_file.file).read_text(encoding="utf-8").splitlines()[0].split(",")
