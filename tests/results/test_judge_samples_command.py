@@ -110,3 +110,14 @@ def test_judge_samples_refuses_a_name_too_long_to_store(small_study, tmp_path):
     with pytest.raises(CommandError, match="Cannot store scores as 'xxx"):
         judge(study, f"csv:{path}", "--name", "x" * 101)
     assert not JudgeScore.objects.exists()
+
+
+def test_judge_samples_names_a_sample_image_gone_from_storage(small_study):
+    study, ids = small_study
+    from drawbench.catalog.models import Sample
+
+    gone = Sample.objects.get(pk=ids[0])
+    gone.image.storage.delete(gone.image.name)
+    with pytest.raises(CommandError, match=f"Cannot read a sample's image of study {study.pk}"):
+        judge(study, "toyworld")
+    assert not JudgeScore.objects.exists()

@@ -46,7 +46,10 @@ class Command(BaseCommand):
             scorer = judge_from_spec(judge)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        items = [_item(sample) for sample in study_samples(study=study).select_related("prompt")]
+        try:
+            items = [_item(sample) for sample in study_samples(study=study).select_related("prompt")]
+        except OSError as exc:  # remote storage: an image that cannot be read
+            raise CommandError(f"Cannot read a sample's image of study {study.pk}: {exc}") from None
         if not items:
             raise CommandError(f"Study {study.pk} has no samples to score.")
         try:
@@ -54,6 +57,8 @@ class Command(BaseCommand):
             scores = scorer.score_samples(items)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        except OSError as exc:  # a sample's image file gone from storage, or unreadable
+            raise CommandError(f"Cannot read a sample's image of study {study.pk}: {exc}") from None
         name = name or scorer.name
         try:
             stored = judge_scores_record(
