@@ -42,7 +42,8 @@ class Command(BaseCommand):
             type=Path,
             metavar="DIR",
             help="Write the release bundle into DIR (created if missing): judgments CSV with its JSON data "
-            "dictionary, results, study config, prompt set, sample manifest with hashes, software versions.",
+            "dictionary, results, study config, prompt set, sample manifest with hashes, gold and practice answers "
+            "(controls.csv), software versions.",
         )
         parser.add_argument(
             "--include-excluded", action="store_true", help="Also export judgments flagged as excluded."
