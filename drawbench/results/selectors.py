@@ -12,10 +12,10 @@ from django.db import connection
 from django.db.models import BigIntegerField, CharField, Exists, F, Func, OuterRef, Value
 from django.db.models.functions import Concat
 
-from drawbench.catalog.models import Sample
 from drawbench.results import stats
 from drawbench.results.models import JudgeScore
 from drawbench.studies.models import Assignment, Judgment, JudgmentExclusion, Question, RaterFlag, Study
+from drawbench.studies.selectors import study_samples
 
 # Export columns, in order, with their pandas dtypes (the CSV loads back into the same ones).
 JUDGMENT_COLUMNS: dict[str, str] = {
@@ -380,11 +380,7 @@ def study_judge_inputs(*, study: Study) -> dict[str, Any]:
     sets (every complete set of ``samples_per_side`` samples per prompt and model, by sample index), as
     ``{"scores": {(judge, question): {sample_id: score}}, "sets": DataFrame}``. One query when no judge has scored
     the study's samples, three otherwise."""
-    samples = Sample.objects.filter(
-        prompt__prompt_set=study.prompt_set, evaluated_model__in=study.evaluated_models.all()
-    )
-    if study.categories:
-        samples = samples.filter(prompt__category__in=study.categories)
+    samples = study_samples(study=study)
     scores: dict[tuple[str, str], dict[int, float]] = {}
     for judge, question, sample, score in JudgeScore.objects.filter(sample__in=samples).values_list(
         "judge", "question", "sample_id", "score"
