@@ -621,10 +621,11 @@ def ppi_pair(
     result = interval_ppi.ppi_batch(y, np.concatenate([f_labeled, f_unlabeled]), layout, len(part), level=level)
     human_se, ppi_se = float(result.human_se[0, 0]), float(result.se[0, 0])
     gain = human_se**2 / ppi_se**2 if math.isfinite(human_se) and math.isfinite(ppi_se) and ppi_se > 0 else None
-    # The most this judge can save here (DESIGN.md §8): s·ρ² is the judgment-level r², N the comparisons it scored
-    # beyond those humans rated, and the human-only mean's design effect scales s to the mean's variance.
-    r2, design_effect = float(result.agreement_r2[0]), float(result.design_effect[0])
-    limit = interval_ppi.ppi_gain_limit(r2, 1.0, beyond, len(part), design_effect)
+    # The most this judge can save here (DESIGN.md §8): 1 / (1 − s·ρ²·N/(N + n)) with s·ρ² the squared correlation
+    # of the human mean and the judge's mean over the rated comparisons (``mean_r2``, from the design's own
+    # clustered variances), N the comparisons it scored beyond those humans rated and n the comparisons they rated.
+    r2 = float(result.mean_r2[0])
+    limit = interval_ppi.ppi_gain_limit(r2, 1.0, beyond, len(shown))
     return {
         **base,
         "error": None,
@@ -635,15 +636,17 @@ def ppi_pair(
         "human_se": _number(human_se),
         "human_ci_low": _number(result.human_low[0, 0]),
         "human_ci_high": _number(result.human_high[0, 0]),
-        "s": float(result.estimate[0, 0]),
+        # A score lies in [0, 1]; a correction can carry PPI's estimate past the boundary (a strong judge on all-A
+        # answers): it is reported at the boundary, inside its interval.
+        "s": min(max(float(result.estimate[0, 0]), 0.0), 1.0),
         "ci_low": _number(result.low[0, 0]),
         "ci_high": _number(result.high[0, 0]),
         "se": _number(ppi_se),
         "df": _number(result.df[0, 0]),
         "lam": float(result.lam[0, 0]),
         "gain": gain,
-        "agreement_r2": r2,
-        "design_effect": design_effect,
+        "mean_r2": r2,
+        "n_comparisons": len(shown),
         "limit": limit,
     }
 

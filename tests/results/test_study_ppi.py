@@ -104,7 +104,7 @@ def test_study_results_show_ppi_beside_human_only_and_say_the_judge_covers_more_
     # The human-only interval beside PPI is the default row's own.
     assert (row["human_ci_low"], row["human_ci_high"]) == pytest.approx((human["ci_low"], human["ci_high"]))
     assert row["ci_low"] <= row["s"] <= row["ci_high"]
-    assert row["limit"] > 1 and row["design_effect"] >= 1 and 0 < row["agreement_r2"] < 1
+    assert row["limit"] > 1 and 0 < row["mean_r2"] < 1 and row["n_comparisons"] == row["N"] - row["N_beyond"]
     html = staff_client.get(reverse("results:study-results", args=[study.pk])).content.decode()
     assert 'id="ppi"' in html and "beyond those humans rated" in html
     # Its own card after the human-only tables, not inside the downloads paragraph of the charts card.
