@@ -49,14 +49,16 @@ def effective_n_bounds(
     """Score interval for a clustered mean in [0, 1] on its effective sample size: (low, high, n_eff).
 
     The design effect of a clustered estimate p̂ with standard error SE is deff = p̂(1 − p̂) / (n·SE²), and its
-    effective n is n_eff = n / deff = p̂(1 − p̂) / SE², capped at n (Kish 1965; Korn & Graubard 1998 for the interval,
-    Dean & Pagano 2015 for its small-sample coverage). The interval is Wilson's on n_eff with the Student-t quantile
-    of ``df`` in place of z, which is Korn and Graubard's degrees-of-freedom adjustment n_eff·(z/t)² written out.
-    For a score y ∈ {0, ½, 1}, p̂(1 − p̂) bounds the judgment variance from above, so the cap at n is conservative:
-    with ties the judgments vary less than 0/1 answers would (30% ties: about 0.7·p̂(1 − p̂)), and where clustering is
-    mild the cap alone widened the interval to 0.97 coverage. ``iid_variance`` (the estimate's variance were its
-    judgments independent, from their own spread: ``cluster.iid_variance``) replaces the cap: SE² is floored there
-    instead (a design effect below 1 is not believed), and n_eff may then exceed n on the p̂(1 − p̂) scale.
+    effective n is n_eff = n / deff = p̂(1 − p̂) / SE² (Kish 1965; Korn & Graubard 1998 for the interval, Dean &
+    Pagano 2015 for its small-sample coverage). The interval is Wilson's on n_eff with the Student-t quantile of
+    ``df`` in place of z, which is Korn and Graubard's degrees-of-freedom adjustment n_eff·(z/t)² written out.
+
+    A design effect below 1 is not believed: SE² is floored at ``iid_variance``, the estimate's variance were its
+    judgments independent, from their own spread (``cluster.iid_variance``); without it, at p̂(1 − p̂)/n, i.e. n_eff
+    is capped at n. For a score y ∈ {0, ½, 1} p̂(1 − p̂) bounds the judgment variance from above, so that cap is
+    conservative: with ties the judgments vary less than 0/1 answers would (30% ties: about 0.7·p̂(1 − p̂)), and
+    where clustering is mild the cap alone widened the interval to 0.97 coverage. With the floor, n_eff on the
+    p̂(1 − p̂) scale may exceed n.
 
     Where no variation is observed (all A, all B, all ties: SE = 0) the design effect is not estimable; n_eff is then
     ``n_floor`` (the scope's min(prompts, raters): as if every judgment of a prompt, or of a rater, agreed), so the
