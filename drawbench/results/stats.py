@@ -621,11 +621,6 @@ def ppi_pair(
     result = interval_ppi.ppi_batch(y, np.concatenate([f_labeled, f_unlabeled]), layout, len(part), level=level)
     human_se, ppi_se = float(result.human_se[0, 0]), float(result.se[0, 0])
     gain = human_se**2 / ppi_se**2 if math.isfinite(human_se) and math.isfinite(ppi_se) and ppi_se > 0 else None
-    # The most this judge can save here (DESIGN.md §8): 1 / (1 − s·ρ²·N/(N + n)) with s·ρ² the squared correlation
-    # of the human mean and the judge's mean over the rated comparisons (``mean_r2``, from the design's own
-    # clustered variances), N the comparisons it scored beyond those humans rated and n the comparisons they rated.
-    r2 = float(result.mean_r2[0])
-    limit = interval_ppi.ppi_gain_limit(r2, 1.0, beyond, len(shown))
     return {
         **base,
         "error": None,
@@ -643,11 +638,9 @@ def ppi_pair(
         "ci_high": _number(result.high[0, 0]),
         "se": _number(ppi_se),
         "df": _number(result.df[0, 0]),
-        "lam": float(result.lam[0, 0]),
+        "lam": float(result.lam_study[0]),
         "gain": gain,
-        "mean_r2": r2,
-        "n_comparisons": len(shown),
-        "limit": limit,
+        "agreement": float(result.agreement[0]),
     }
 
 

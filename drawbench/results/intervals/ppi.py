@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from drawbench.results.intervals.cluster import DfRule, iid_variance, two_way_cluster_batch
 from drawbench.results.intervals.core import DEFAULT_LEVEL, Layout, _as_columns, _indicator_T
@@ -44,18 +45,18 @@ class PPIBatch:
     high: np.ndarray
     se: np.ndarray  # NaN where undefined (no variation observed), as the human-only default's
     df: np.ndarray
-    lam: np.ndarray  # (C, K) power-tuned λ per category
+    lam: np.ndarray  # (C, K) power-tuned λ per category (0 where a category has no judge-only comparison)
+    lam_study: np.ndarray  # (K,) the study's λ
     human_estimate: np.ndarray
     human_se: np.ndarray
     human_low: np.ndarray  # the human-only default interval of the same judgments (``two_way_cluster_batch``)
     human_high: np.ndarray
     n_labeled: np.ndarray  # (1 + C,) human judgments per scope
     n_unlabeled: np.ndarray  # (1 + C,) judge-only comparisons per scope
-    # (K,) what the limit needs, from the study itself: the squared correlation, over the design's own sampling (the
-    # two-way clustered variances and covariance above), of the human-only mean and the judge's mean over the same
-    # comparisons. It is s·ρ² with s the between-comparison share of the mean's variance, whatever the design:
-    # raters repeated over comparisons, several ratings of one comparison, comparisons sharing prompts.
-    mean_r2: np.ndarray
+    # (K,) the judge's agreement with the humans: the correlation of answers and judge scores within categories
+    # (judgment level; its square is s·ρ² for the answers' own share s). Descriptive: the gain it allows depends on
+    # the design (DESIGN.md §8), and is read from ``se`` against ``human_se``.
+    agreement: np.ndarray
     level: float
     method: str = PPI_METHOD
 
@@ -164,6 +165,12 @@ def ppi_batch(
     mean_fl, _ = _group_mean(f_l, cat_l, C)
     mean_fu, N_c = _group_mean(f_u, cat_u, C)
     weights = n_c / n_c.sum()
+    # A category without judge-only comparisons gets no correction (its estimate is its human mean), so its judge
+    # scores must not enter the variance either: the overall variance counted a reduction the estimate never made
+    # (reported SE² 0.89 of the estimate's real variance where one category had none).
+    uncorrected = N_c[cat_l] == 0
+    if uncorrected.any():
+        f_l = np.where(uncorrected[:, None], mean_fl[cat_l], f_l)
 
     labeled_layout = _labeled_layout(layout, n_labeled)
     var_y, df = _raw_variance(Y, labeled_layout, df_rule)
@@ -237,11 +244,13 @@ def ppi_batch(
     t2 = np.where(np.isfinite(t2), t2, 0.0)
     if lam is None:
         # λ is fitted on the data it corrects: with a useless judge its fitting noise alone would cut the reported
-        # variance. So the judge gets a weight only when its agreement is clearly there (t² > MIN_JUDGE_T2, about
-        # the 5% level), shrunk by (1 − 1/t²) (a James–Stein rule); a real judge's λ is left nearly untouched.
+        # variance. So the judge gets a weight only when its agreement is clearly there (t² above the 5% level of
+        # t on the human df, and above MIN_JUDGE_T2: with 5 raters a bare t² > 4 let a useless judge in 10–12% of
+        # studies), shrunk by (1 − 1/t²) (a James–Stein rule); a real judge's λ is left nearly untouched.
         # λ̂'s own sampling variance, about λ²/t² on the effective n, times V_bb is added: the price of fitting it.
+        threshold = np.maximum(MIN_JUDGE_T2, stats.t.ppf(0.975, df[0]) ** 2)
         with np.errstate(divide="ignore"):
-            shrink = np.where(t2 > MIN_JUDGE_T2, 1 - 1 / t2, 0.0)
+            shrink = np.where(t2 > threshold, 1 - 1 / t2, 0.0)
         lam_all = tuned * shrink
         fitting = np.where(t2_fit > 0, 1 / np.maximum(t2_fit, 1e-300), 0.0)
         row_lam = np.where(np.isfinite(halves), halves, 0.0)[fold[prompt]] * shrink[None, :]  # (rows, K)
@@ -296,26 +305,16 @@ def ppi_batch(
         se=np.where(undefined, np.nan, np.sqrt(variance)),
         df=df,
         lam=lam_c,
+        lam_study=lam_all,
         human_estimate=human_estimate,
         human_se=np.where(too_few | ~(var_y > 0), np.nan, np.sqrt(var_y)),
         human_low=np.where(too_few, np.nan, human_low),
         human_high=np.where(too_few, np.nan, human_high),
         n_labeled=np.concatenate([[n_c.sum()], n_c]),
         n_unlabeled=np.concatenate([[N_c.sum()], N_c]),
-        mean_r2=_adjusted_r2(bilinear[0], var_y[0], var_f[0], df[0]),
+        agreement=np.where(r2 > 0, np.sign(cross) * np.sqrt(r2), 0.0),
         level=level,
     )
-
-
-def _adjusted_r2(covariance: np.ndarray, var_a: np.ndarray, var_b: np.ndarray, df: np.ndarray) -> np.ndarray:
-    """The squared correlation of two means from their estimated (co)variances, adjusted for its upward bias on
-    ``df`` degrees of freedom as Wherry's adjusted R² is (1 − (1 − r²)·df/(df − 1)), in [0, 1]; 0 where undefined.
-    Unadjusted, with 30 rater clusters it read 0.14 where the truth was 0.10."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.clip(covariance**2 / (var_a * var_b), 0.0, 1.0)
-        adjusted = 1 - (1 - r2) * df / (df - 1)
-    defined = (var_a > 0) & (var_b > 0) & (df > 1)
-    return np.where(defined, np.clip(adjusted, 0.0, 1.0), 0.0)
 
 
 def _labeled_layout(layout: Layout, n_labeled: int) -> Layout:
