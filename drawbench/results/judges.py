@@ -174,8 +174,6 @@ class CsvScoreJudge(Judge):
     ``sample,score``: sample is the sample's id. The judge is named after the file (``hpsv2.csv`` → ``hpsv2``), so
     that two metrics from two files are stored apart. A UTF-8 byte order mark (Excel writes one) is allowed."""
 
-    name = "csv"
-
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.name = self.path.stem

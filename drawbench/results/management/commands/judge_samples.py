@@ -48,16 +48,13 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         try:
             items = [_item(sample) for sample in study_samples(study=study).select_related("prompt")]
-        except OSError as exc:  # remote storage: an image that cannot be read
-            raise CommandError(f"Cannot read a sample's image of study {study.pk}: {exc}") from None
-        if not items:
-            raise CommandError(f"Study {study.pk} has no samples to score.")
-        try:
+            if not items:
+                raise CommandError(f"Study {study.pk} has no samples to score.")
             scorer.check_sample_ids({item.sample_id for item in items}, scope=f"a sample of study {study.pk}")
             scores = scorer.score_samples(items)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        except OSError as exc:  # a sample's image file gone from storage, or unreadable
+        except OSError as exc:  # a sample's image gone from storage or unreadable (read here from remote storage)
             raise CommandError(f"Cannot read a sample's image of study {study.pk}: {exc}") from None
         name = name or scorer.name
         try:
