@@ -24,7 +24,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image, ImageOps
 
-from drawbench.studies.models import DisplayFormat, DisplayImage, Study
+from drawbench.studies.models import DisplayFormat, DisplayImage, Study, url_token
 
 JPEG_QUALITY = 90
 PAD_COLOUR = (0, 0, 0)
@@ -43,7 +43,7 @@ PAD_MIN = {DisplayFormat.JPEG: JPEG_SEGMENT_MIN, DisplayFormat.PNG: PNG_CHUNK_OV
 
 def new_name() -> str:
     """An opaque display name: 128 random bits, URL-safe; it says nothing about the image, its model or its kind."""
-    return secrets.token_urlsafe(16)
+    return url_token(16)
 
 
 def display_pixels(image: Image.Image, size: int) -> Image.Image:
