@@ -56,6 +56,20 @@ def forbidden_strings(models) -> list[str]:
     return strings
 
 
+def leaks(models, text: str) -> list[str]:
+    """The forbidden strings found in ``text``, in any case, where no letter or digit touches them on either side.
+
+    Responses carry thousands of characters of random URL-safe tokens (display names, CSRF tokens, nonces, rater
+    links); a bare case-insensitive substring search finds "zebra" inside one about once in 10,000 runs. A model's
+    name written anywhere a rater could read it (a URL path, a file name, JSON, alt text, "zebra_v9") is delimited by
+    something other than a letter or a digit, and is still found."""
+    return [
+        s
+        for s in forbidden_strings(models)
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])", text, flags=re.IGNORECASE)
+    ]
+
+
 def test_no_rater_visible_page_or_url_names_a_model(make_study, distinctive_models):
     study = make_study(
         n_prompts=2,
@@ -99,15 +113,26 @@ def test_no_rater_visible_page_or_url_names_a_model(make_study, distinctive_mode
     assert len(image_urls) >= 6 * 2 * 16
     assert all(DISPLAY_URL_RE.match(url) for url in image_urls), image_urls[:3]
     everything = "\n".join(location + body for _, location, body in seen).lower()
-    leaks = [s for s in forbidden_strings(distinctive_models) if s.lower() in everything]
-    assert leaks == []
+    assert leaks(distinctive_models, everything) == []
 
 
-def test_the_blindness_check_would_catch_a_model_name(distinctive_models):
-    # The check above is a substring search over every response; make sure it finds what it is looking for.
-    page = f'<img src="/media/samples/{"a" * 64}.png" alt="{distinctive_models[0]}">'
+@pytest.mark.parametrize(
+    "page",
+    [
+        '<img src="/media/samples/{hex}.png" alt="{model}">',
+        '{{"left": "/media/ZEBRA_v9/{hex}.png"}}',
+        "/s/abc/m/{hex}-narwhal-gan.jpg",
+        '<span data-id="987654321">',
+    ],
+)
+def test_the_blindness_check_would_catch_a_model_name(distinctive_models, page):
+    # The check above searches every response; make sure it finds what it is looking for, in any case and delimited
+    # by anything but a letter or a digit.
+    assert leaks(distinctive_models, page.format(hex="a" * 64, model=distinctive_models[0])) != []
 
-    assert [s for s in forbidden_strings(distinctive_models) if s.lower() in page.lower()] != []
+
+def test_the_blindness_check_ignores_a_name_inside_a_random_token(distinctive_models):
+    assert leaks(distinctive_models, "/s/Kq0ZebRa7x/m/aQuokKa9pL1mArMoTz98765432107") == []
 
 
 def test_which_model_is_on_the_left_varies_between_raters(make_study, distinctive_models):
@@ -150,7 +175,7 @@ def test_no_rater_api_response_names_a_model_or_tells_a_gold_trial_apart(make_st
     urls = [url for body in bodies for url in re.findall(r'"(/s/[^"]+/m/[^"]+)"', body)]
     assert len(urls) >= 3 * 16
     assert all(DISPLAY_URL_RE.match(url) for url in urls), urls[:3]
-    assert [s for s in forbidden_strings(distinctive_models) if s.lower() in everything.lower()] == []
+    assert leaks(distinctive_models, everything) == []
 
 
 def test_gold_trial_images_are_named_like_sample_images_and_never_share_a_name(make_study):

@@ -217,12 +217,15 @@ def test_a_classifier_on_everything_but_the_pixels_cannot_tell_the_model_or_a_go
     )
 
     print(f"which model: {model_accuracy:.3f} of {len(side_models)}; is gold: {gold_accuracy:.3f} of {len(chosen)}")
-    # A leak is accuracy above chance. Cross-validated accuracy over grouped items varies more than a binomial count
-    # (over 22 runs at chance, which-model read 0.44-0.54 at n ≈ 670: about 1.7× the binomial SD), so the interval
-    # is taken on half the n; below chance is that spread, not a tell (a two-sided check failed about one run in 20).
+    # A leak is accuracy above chance. Cross-validated accuracy over grouped items varies more than a binomial count:
+    # at chance, over 29 runs, which-model read mean 0.493, SD 0.027 at n ≈ 680 (1.4× the binomial SD) and is-gold
+    # mean 0.507, SD 0.050 at n ≈ 190 (1.4×; its gold items come from a dozen trials served many times), so the
+    # interval is taken on a third of the n (SD up to 1.7×), which puts its 99.9% bound 3.9 or more SDs above chance.
+    # A fixed cap at 0.6 beside it was 1.9 SDs above chance for is-gold and failed about one CI run in 20. Below
+    # chance is that spread, not a tell (a two-sided check failed about one run in 20).
     for accuracy, n in ((model_accuracy, len(side_models)), (gold_accuracy, len(chosen))):
-        low, _ = wilson(accuracy, n // 2)
-        assert accuracy <= 0.6 and low <= 0.5, (accuracy, n, low)
+        low, _ = wilson(accuracy, n // 3)
+        assert low <= 0.5, (accuracy, n, low)
 
 
 def test_the_classifier_finds_a_leak_when_there_is_one():
