@@ -1,12 +1,14 @@
 """The command line: `manage.py test` runs the pytest suite, and manage.py starts without the heavy libraries."""
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from drawbench.test_runner import PytestTestRunner, label_to_pytest
 
@@ -16,9 +18,16 @@ HEAVY = ("torch", "diffusers", "matplotlib", "scipy", "pandas", "statsmodels")
 
 
 def _manage(*args: str) -> subprocess.CompletedProcess:
+    # On PostgreSQL, a test database of its own: with this session's name, the nested run would drop and re-create
+    # the database this session's own tests run in (and fail where one of them still holds a connection to it).
+    # SQLite's test database is in memory, one per process.
+    env = dict(os.environ)
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        env["TEST_DB_NAME"] = f"test_cli_{os.getpid()}"
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
-    )
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        check=False,
+    )  # fmt: skip
 
 
 @pytest.mark.slow
