@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 
 from drawbench.studies import sql
 from drawbench.studies.models import (
@@ -45,6 +45,7 @@ from drawbench.studies.services.serving import (
     NO_FREE_SLOT,
     Lease,
     RaterCounts,
+    atomic_retrying_deadlocks,
     comparison_slot_take,
     display_rng,
     next_after_miss,
@@ -263,15 +264,17 @@ def assignment_submit(
     # Made here rather than first: the common case above draws nothing unless it serves a batch inline.
     rng = rng or display_rng()
     missed = False
+
+    def work():
+        outcome, counts = _assignment_submit(rater=rater, key=key, answers=answers, response_time_ms=response_time_ms)
+        served = next_locked(rater=outcome.assignment.rater, counts=counts, rng=rng, wait=False) if serve_next else None
+        return outcome, counts, served
+
     try:
-        with transaction.atomic():
-            outcome, counts = _assignment_submit(
-                rater=rater, key=key, answers=answers, response_time_ms=response_time_ms
-            )
-            if serve_next:
-                served = next_locked(rater=outcome.assignment.rater, counts=counts, rng=rng, wait=False)
-                missed = served is NO_FREE_SLOT
-                outcome.next_assignment = None if missed else served
+        outcome, counts, served = atomic_retrying_deadlocks(work)
+        if serve_next:
+            missed = served is NO_FREE_SLOT
+            outcome.next_assignment = None if missed else served
     except IntegrityError as exc:
         # A concurrent submission of the same assignment won the race (the unique constraint caught it).
         raise AnswerConflict(ERROR_ASSIGNMENT_ANSWERED, code="conflict") from exc
