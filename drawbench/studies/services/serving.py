@@ -328,7 +328,7 @@ def next_after_miss(*, rater: Rater, rng: random.Random) -> Assignment | None:
     # Every slot left was taken or locked by a concurrent claim. Reclaim abandoned slots (in a transaction of its
     # own, so that the rows it touched are not held while waiting below), then look again, this time waiting for
     # locked rows rather than skipping them: a locked row may still have room once its claim commits.
-    assignments_release_expired(study=rater.study)
+    atomic_retrying_deadlocks(lambda: assignments_release_expired(study=rater.study))
 
     def work():
         locked, counts = _rater_lock(rater=rater)
