@@ -34,7 +34,12 @@ from drawbench.results.apis import (
     _finite_or_null,
 )
 from drawbench.results.renderers import csv_bytes
-from drawbench.results.selectors import JUDGMENT_COLUMN_DESCRIPTIONS, JUDGMENT_COLUMNS, study_results
+from drawbench.results.selectors import (
+    JUDGMENT_COLUMN_DESCRIPTIONS,
+    JUDGMENT_COLUMNS,
+    ranking_export_rows,
+    study_results,
+)
 from drawbench.results.stats import methods_text
 from drawbench.studies.models import ControlAnswer, Study
 
@@ -415,7 +420,10 @@ def study_bundle(*, study: Study, method: str = stats.DEFAULT_INTERVAL_METHOD) -
     rows = _finite_or_null(
         StudyResultsApi.OutputSerializer(results["rows"], many=True).data  # the export's own rows
     )
-    ranking = _finite_or_null(StudyRankingApi.export(study=study, include_excluded=False))
+    # The ranking export's rows from the fits the results already made (the same judgments and settings).
+    ranking = _finite_or_null(
+        StudyRankingApi.OutputSerializer(ranking_export_rows(results["ranking"], study_id=study.pk), many=True).data
+    )
     fragility = [
         {"question": table["question"], "pair_model": pair_model, **row}
         for table in results["ranking"]

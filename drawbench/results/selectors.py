@@ -349,8 +349,15 @@ def study_ranking(
         exclude_flagged_raters=exclude_flagged_raters,
     )
     tables = stats.ranking_tables(stats.pairs_orient(used), questions=list(study.questions))
+    return ranking_export_rows(tables, study_id=study.pk, exclude_flagged_raters=exclude_flagged_raters)
+
+
+def ranking_export_rows(
+    tables: list[dict[str, Any]], *, study_id: int, exclude_flagged_raters: bool = False
+) -> list[dict[str, Any]]:
+    """The ranking export's rows (StudyRankingApi's) from ``stats.ranking_tables``' tables."""
     return [
-        {"study_id": study.pk, **row, "exclude_flagged_raters": exclude_flagged_raters}
+        {"study_id": study_id, **row, "exclude_flagged_raters": exclude_flagged_raters}
         for row in stats.ranking_rows(tables)
     ]
 

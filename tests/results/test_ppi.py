@@ -113,7 +113,6 @@ def test_ppi_interval_covers_with_a_good_judge():
 def test_gain_limit_formula():
     assert ppi_gain_limit(0.35, 0.8, 8, 1) == pytest.approx(1 / (1 - 0.35 * 0.64 * 8 / 9))
     assert ppi_gain_limit(0.35, 0.0, 64, 1) == 1.0
-    assert ppi_gain_limit(0.35, 0.8, 8, 1, design_effect=1.0) == ppi_gain_limit(0.35, 0.8, 8, 1)
     assert ppi_gain_limit(0.35, 0.8, 8, 1, design_effect=1.4) == pytest.approx(1 / (1 - 0.25 * 0.64 * 8 / 9))
 
 

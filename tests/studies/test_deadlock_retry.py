@@ -16,14 +16,10 @@ from drawbench.studies.services.serving import assignment_next_for_rater, atomic
 
 
 def _django_deadlock() -> OperationalError:
-    """What Django raises for PostgreSQL's deadlock: its OperationalError, caused by psycopg's DeadlockDetected."""
-    try:
-        try:
-            raise psycopg.errors.DeadlockDetected("deadlock detected")
-        except psycopg.Error as exc:
-            raise OperationalError(*exc.args) from exc
-    except OperationalError as exc:
-        return exc
+    """What Django raises for PostgreSQL's deadlock: its OperationalError, raised from psycopg's DeadlockDetected."""
+    error = OperationalError("deadlock detected")
+    error.__cause__ = psycopg.errors.DeadlockDetected("deadlock detected")
+    return error
 
 
 @pytest.mark.django_db

@@ -287,9 +287,7 @@ def two_way_cluster_batch(
     too_few = (counts["n_prompts"] < 2)[:, None]
     if bounds == "score":
         n_floor = np.minimum(counts["n_prompts"], counts["n_raters"])[:, None]
-        low, high, n_eff = effective_n_bounds(
-            estimate, se, counts["n"][:, None], n_floor, df, level, iid_variance=iid_variance(Y, layout)
-        )
+        low, high, n_eff = effective_n_bounds(estimate, se, n_floor, df, level, iid_variance=iid_variance(Y, layout))
     elif bounds == "wald":
         quantile = stats.t.ppf(0.5 + level / 2, df)
         low, high = np.clip(estimate - quantile * se, 0.0, 1.0), np.clip(estimate + quantile * se, 0.0, 1.0)

@@ -173,7 +173,9 @@ def ppi_batch(
         f_l = np.where(uncorrected[:, None], mean_fl[cat_l], f_l)
 
     labeled_layout = _labeled_layout(layout, n_labeled)
-    var_y, df = _raw_variance(Y, labeled_layout, df_rule)
+    # The human-only interval, the default's (λ = 0 gives it exactly): its variance and df are PPI's starting point.
+    human = two_way_cluster_batch(Y, labeled_layout, level=level, df_rule=df_rule)
+    var_y, df = np.where(np.isfinite(human.se), human.se, 0.0) ** 2, human.df
     var_f, _ = _raw_variance(f_l, labeled_layout, df_rule)
     var_sum, _ = _raw_variance(Y + f_l, labeled_layout, df_rule)
     bilinear = (var_sum - var_y - var_f) / 2  # (1 + C, K)
@@ -273,9 +275,7 @@ def ppi_batch(
     correction_u, _ = _group_mean(corrected[n_labeled:], cat_u, C)
     estimate_c = mean_y - np.where(N_c[:, None] > 0, correction_l - correction_u, 0.0)
     estimate = np.vstack([(weights[:, None] * estimate_c).sum(axis=0, keepdims=True), estimate_c])
-    human_estimate = np.vstack([(weights[:, None] * mean_y).sum(axis=0, keepdims=True), mean_y])
     counts = labeled_layout.scope_counts()
-    n_scope = counts["n"][:, None]
     n_floor = np.minimum(counts["n_prompts"], counts["n_raters"])[:, None]
     too_few = (counts["n_prompts"] < 2)[:, None]
     independent = iid_variance(Y, labeled_layout)
@@ -289,14 +289,10 @@ def ppi_batch(
     low, high, _ = effective_n_bounds(
         estimate,
         np.where(undefined, 0.0, np.sqrt(variance)),
-        n_scope,
         n_floor,
         df,
         level,
         iid_variance=independent * ratio,
-    )
-    human_low, human_high, _ = effective_n_bounds(
-        human_estimate, np.sqrt(var_y), n_scope, n_floor, df, level, iid_variance=independent
     )
     return PPIBatch(
         estimate=estimate,
@@ -306,10 +302,10 @@ def ppi_batch(
         df=df,
         lam=lam_c,
         lam_study=lam_all,
-        human_estimate=human_estimate,
-        human_se=np.where(too_few | ~(var_y > 0), np.nan, np.sqrt(var_y)),
-        human_low=np.where(too_few, np.nan, human_low),
-        human_high=np.where(too_few, np.nan, human_high),
+        human_estimate=human.estimate,
+        human_se=human.se,
+        human_low=human.low,
+        human_high=human.high,
         n_labeled=np.concatenate([[n_c.sum()], n_c]),
         n_unlabeled=np.concatenate([[N_c.sum()], N_c]),
         agreement=np.where(r2 > 0, np.sign(cross) * np.sqrt(r2), 0.0),

@@ -40,11 +40,10 @@ def wilson_batch(Y: np.ndarray, layout: Layout, *, level: float = DEFAULT_LEVEL)
 def effective_n_bounds(
     estimate: np.ndarray,
     se: np.ndarray,
-    n: np.ndarray,
     n_floor: np.ndarray,
     df: np.ndarray,
-    level: float = DEFAULT_LEVEL,
-    iid_variance: np.ndarray | None = None,
+    level: float,
+    iid_variance: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score interval for a clustered mean in [0, 1] on its effective sample size: (low, high, n_eff).
 
@@ -54,11 +53,10 @@ def effective_n_bounds(
     ``df`` in place of z, which is Korn and Graubard's degrees-of-freedom adjustment n_eff·(z/t)² written out.
 
     A design effect below 1 is not believed: SE² is floored at ``iid_variance``, the estimate's variance were its
-    judgments independent, from their own spread (``cluster.iid_variance``); without it, at p̂(1 − p̂)/n, i.e. n_eff
-    is capped at n. For a score y ∈ {0, ½, 1} p̂(1 − p̂) bounds the judgment variance from above, so that cap is
-    conservative: with ties the judgments vary less than 0/1 answers would (30% ties: about 0.7·p̂(1 − p̂)), and
-    where clustering is mild the cap alone widened the interval to 0.97 coverage. With the floor, n_eff on the
-    p̂(1 − p̂) scale may exceed n.
+    judgments independent, from their own spread (``cluster.iid_variance``). Flooring at p̂(1 − p̂)/n instead (n_eff
+    capped at n) is conservative for a score y ∈ {0, ½, 1}: with ties the judgments vary less than 0/1 answers would
+    (30% ties: about 0.7·p̂(1 − p̂)), and where clustering was mild that cap widened the interval to 0.97 coverage.
+    With the floor, n_eff on the p̂(1 − p̂) scale may exceed n.
 
     Where no variation is observed (all A, all B, all ties: SE = 0) the design effect is not estimable; n_eff is then
     ``n_floor`` (the scope's min(prompts, raters): as if every judgment of a prompt, or of a rater, agreed), so the
@@ -67,10 +65,9 @@ def effective_n_bounds(
     p = np.clip(np.asarray(estimate, dtype=float), 0.0, 1.0)
     se = np.asarray(se, dtype=float)
     spread = p * (1 - p)
-    n = np.broadcast_to(np.asarray(n, dtype=float), p.shape)
     n_floor = np.broadcast_to(np.maximum(np.asarray(n_floor, dtype=float), 1.0), p.shape)
     observed = (se > 0) & (spread > 0)
-    floor = spread / n if iid_variance is None else np.broadcast_to(np.asarray(iid_variance, dtype=float), p.shape)
+    floor = np.broadcast_to(np.asarray(iid_variance, dtype=float), p.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         n_eff = np.where(observed, spread / np.maximum(np.where(observed, se, 1.0) ** 2, floor), n_floor)
     # Wilson's interval with the t quantile is statsmodels' Wilson at the level whose normal quantile that t is.

@@ -263,7 +263,6 @@ def assignment_submit(
             return outcome
     # Made here rather than first: the common case above draws nothing unless it serves a batch inline.
     rng = rng or display_rng()
-    missed = False
 
     def work():
         outcome, counts = _assignment_submit(rater=rater, key=key, answers=answers, response_time_ms=response_time_ms)
@@ -272,15 +271,14 @@ def assignment_submit(
 
     try:
         outcome, counts, served = atomic_retrying_deadlocks(work)
-        if serve_next:
-            missed = served is NO_FREE_SLOT
-            outcome.next_assignment = None if missed else served
     except IntegrityError as exc:
         # A concurrent submission of the same assignment won the race (the unique constraint caught it).
         raise AnswerConflict(ERROR_ASSIGNMENT_ANSWERED, code="conflict") from exc
-    if missed:
+    if served is NO_FREE_SLOT:
         outcome.next_assignment = next_after_miss(rater=rater, rng=rng)
         counts = None
+    elif serve_next:
+        outcome.next_assignment = served
     if serve_next:
         if counts is None or outcome.next_assignment is None:
             outcome.progress = rater_progress(rater=outcome.assignment.rater)

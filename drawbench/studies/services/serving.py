@@ -273,15 +273,6 @@ DEADLOCK_SQLSTATE = "40P01"
 DEADLOCK_ATTEMPTS = 5
 
 
-def _is_deadlock(exc: BaseException) -> bool:
-    cause = exc
-    while cause is not None:
-        if getattr(cause, "sqlstate", None) == DEADLOCK_SQLSTATE:
-            return True
-        cause = cause.__cause__
-    return False
-
-
 def atomic_retrying_deadlocks(work):
     """``work()`` in a transaction of its own, run again (up to DEADLOCK_ATTEMPTS times in all, after a short random
     pause) where the database broke a deadlock by aborting it; any other error, or a deadlock on the last attempt,
@@ -292,25 +283,32 @@ def atomic_retrying_deadlocks(work):
             with transaction.atomic():
                 return work()
         except OperationalError as exc:
-            if attempt == DEADLOCK_ATTEMPTS - 1 or not _is_deadlock(exc):
+            # Django's error is raised from the driver's, which carries the SQLSTATE.
+            if attempt == DEADLOCK_ATTEMPTS - 1 or getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_SQLSTATE:
                 raise
-            time.sleep(secrets.SystemRandom().uniform(0, 0.005 * 2**attempt))
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))
 
 
 def next_counted(*, rater: Rater, rng: random.Random) -> tuple[Assignment | None, RaterCounts | None]:
     """assignment_next_for_rater, and the rater's counts as read with their lock (None after a miss)."""
-
-    def work():
-        locked, counts = _rater_lock(rater=rater)
-        return next_locked(rater=locked, counts=counts, rng=rng, wait=False), counts
-
-    served, counts = atomic_retrying_deadlocks(work)
+    served, counts = _serve_under_lock(rater=rater, rng=rng, wait=False)
     if served is not NO_FREE_SLOT:
         return served, counts
     return next_after_miss(rater=rater, rng=rng), None
 
 
 NO_FREE_SLOT = object()
+
+
+def _serve_under_lock(*, rater: Rater, rng: random.Random, wait: bool):
+    """next_locked under the rater's lock, in a transaction of its own (run again after a deadlock): what it served
+    and the counts read with the lock."""
+
+    def work():
+        locked, counts = _rater_lock(rater=rater)
+        return next_locked(rater=locked, counts=counts, rng=rng, wait=wait), counts
+
+    return atomic_retrying_deadlocks(work)
 
 
 def _rater_lock(*, rater: Rater) -> tuple[Rater, RaterCounts]:
@@ -329,12 +327,7 @@ def next_after_miss(*, rater: Rater, rng: random.Random) -> Assignment | None:
     # own, so that the rows it touched are not held while waiting below), then look again, this time waiting for
     # locked rows rather than skipping them: a locked row may still have room once its claim commits.
     atomic_retrying_deadlocks(lambda: assignments_release_expired(study=rater.study))
-
-    def work():
-        locked, counts = _rater_lock(rater=rater)
-        return next_locked(rater=locked, counts=counts, rng=rng, wait=True)
-
-    served = atomic_retrying_deadlocks(work)
+    served, _ = _serve_under_lock(rater=rater, rng=rng, wait=True)
     return None if served is NO_FREE_SLOT else served
 
 
